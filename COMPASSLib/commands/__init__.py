@@ -1,0 +1,1 @@
+"""Sub-commands of the `compass` CLI, one module each (see COMPASSLib.cli for the protocol)."""
