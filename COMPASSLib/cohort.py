@@ -122,6 +122,7 @@ class Cohort:
         d = {"format_version": FORMAT_VERSION, "outcomes": self.outcomes_file, **self.extra, "patients": []}
         for p in self.patients:
             pd_ = asdict(p)
+            pd_["fractions"] = sorted(pd_["fractions"], key=lambda f: f["index"])
             if p.planning is None:
                 pd_.pop("planning")
             d["patients"].append(pd_)
