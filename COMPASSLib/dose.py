@@ -1,0 +1,380 @@
+"""Dose quantities: voxelwise BED and EQD2 (linear-quadratic model), organ alpha/beta maps, and the
+cumulative dose-volume histogram with its metrics (Dx%, Dxcc, Vx, mean, gEUD).
+
+Everything takes numpy arrays or SimpleITK images and returns the same kind: images come back as
+float32 with the input's geometry, arrays as float64. Doses are in Gy throughout.
+
+Formulas (Fowler 1989; Barendsen 1982):
+    BED of one fraction of dose d         d (1 + d / (a/b))
+    cumulative BED after fraction k       sum of the per-fraction BEDs up to k
+    EQD2                                  BED / (1 + 2 / (a/b))
+    repopulation (optional, off)          BED - ln2 (T - Tk) / (alpha Tp)   for T > Tk
+    gEUD(n)                               (mean over voxels of D^(1/n))^n   (Niemierko 1999)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from COMPASSLib.errors import DoseError
+
+# Interpolated dose (linear resampling, summed fractions) may carry rounding noise just below zero;
+# anything more negative than this is a real fault in the input.
+_NEGATIVE_DOSE_TOLERANCE_GY = 1e-4
+
+
+# --------------------------------------------------------------------------- array / image plumbing
+
+def _is_image(x) -> bool:
+    return type(x).__module__.startswith("SimpleITK") and hasattr(x, "GetSpacing")
+
+
+def _values(x, what: str) -> np.ndarray:
+    """float64 copy of an array, image or scalar (never a view: inputs are never modified)."""
+    if _is_image(x):
+        import SimpleITK as sitk
+
+        return sitk.GetArrayFromImage(x).astype(np.float64)
+    try:
+        return np.array(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DoseError(f"{what} is not numeric (got {type(x).__name__})") from None
+
+
+def _view(x) -> np.ndarray:
+    """Read-only numpy view of an image or array (no copy; index it before converting)."""
+    if _is_image(x):
+        import SimpleITK as sitk
+
+        return sitk.GetArrayViewFromImage(x)
+    return np.asarray(x)
+
+
+def _like(values: np.ndarray, template):
+    """Return `values` as the kind of `template`: a float32 image with its geometry, or an array."""
+    if _is_image(template):
+        import SimpleITK as sitk
+
+        out = sitk.GetImageFromArray(values.astype(np.float32))
+        out.CopyInformation(template)
+        return out
+    return values
+
+
+def _same_grid(a, b, what: str, tol: float = 1e-4) -> None:
+    """Two images must share size, spacing, origin and direction (arrays are checked by shape later)."""
+    if _is_image(a) and _is_image(b):
+        same = (a.GetSize() == b.GetSize()
+                and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
+                and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol)
+                and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol))
+        if not same:
+            raise DoseError(f"{what}: images are not on the same grid (size {a.GetSize()} vs {b.GetSize()}, "
+                            f"origin {a.GetOrigin()} vs {b.GetOrigin()}); resample first")
+
+
+def _check_map_shape(values: np.ndarray, ab: np.ndarray, what: str) -> None:
+    """A voxelwise alpha/beta map must have the dose's shape (a scalar fits anything)."""
+    if ab.ndim and ab.shape != values.shape:
+        raise DoseError(f"{what}: alpha/beta map has shape {ab.shape}, dose has {values.shape}")
+
+
+def checked_dose(x, what: str = "dose") -> np.ndarray:
+    """Dose values in Gy as float64; NaN/inf or negative dose is a DoseError. Rounding noise just below
+    zero (from interpolation) is set to 0."""
+    d = _values(x, what)
+    if not np.all(np.isfinite(d)):
+        raise DoseError(f"{what} contains NaN or infinite values")
+    if d.size and d.min() < -_NEGATIVE_DOSE_TOLERANCE_GY:
+        raise DoseError(f"{what} is negative (min {d.min():.6g} Gy)")
+    np.maximum(d, 0.0, out=d)
+    return d
+
+
+def checked_alpha_beta(x, what: str = "alpha/beta") -> np.ndarray:
+    """alpha/beta in Gy as float64 (scalar or voxelwise); it must be finite and > 0."""
+    ab = _values(x, what)
+    if ab.size == 0 or not np.all(np.isfinite(ab)) or np.any(ab <= 0):
+        bad = ab[~(np.isfinite(ab) & (ab > 0))] if ab.size else ab
+        raise DoseError(f"{what} must be a finite number > 0 Gy (got {bad.ravel()[:1].tolist() or 'nothing'})")
+    return ab
+
+
+# --------------------------------------------------------------------------- BED / EQD2
+
+def bed(dose_gy, alpha_beta_gy):
+    """BED (Gy) of ONE fraction of physical dose `dose_gy`: d (1 + d / (a/b)).
+    `alpha_beta_gy` is a scalar or a voxelwise map (array or image on the same grid)."""
+    _same_grid(dose_gy, alpha_beta_gy, "bed")
+    d = checked_dose(dose_gy)
+    ab = checked_alpha_beta(alpha_beta_gy)
+    _check_map_shape(d, ab, "bed")
+    return _like(d * (1.0 + d / ab), dose_gy)
+
+
+@dataclasses.dataclass(frozen=True)
+class Repopulation:
+    """Accelerated repopulation of the tissue after a kick-off time: BED loses ln2 (T - Tk) / (alpha Tp)
+    for an overall treatment time T (days) beyond Tk. All parameters are explicit; none is assumed.
+    Typical head-and-neck tumour values are alpha 0.3 /Gy, Tk 21-28 d, Tp 3-5 d (Fowler 1989)."""
+
+    alpha_per_gy: float
+    tk_days: float
+    tp_days: float
+
+    def __post_init__(self):
+        # Tk may be 0 (repopulation from day one); alpha and Tp divide, so they must be > 0
+        for name, lowest_ok in (("alpha_per_gy", False), ("tk_days", True), ("tp_days", False)):
+            v = getattr(self, name)
+            valid = isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 or (lowest_ok and v == 0))
+            if not valid:
+                raise DoseError(f"repopulation {name} must be a finite number {'>=' if lowest_ok else '>'} 0 "
+                                f"(got {v!r})")
+
+    def loss_gy(self, treatment_days: float) -> float:
+        """BED lost to repopulation after `treatment_days` of overall time (0 until Tk)."""
+        return math.log(2.0) * max(float(treatment_days) - self.tk_days, 0.0) / (self.alpha_per_gy * self.tp_days)
+
+
+def cumulative_bed(fraction_doses, alpha_beta_gy, repopulation: Repopulation | None = None,
+                   treatment_days=None) -> list:
+    """Cumulative BED after each fraction: element k is the sum of the BEDs of fractions 0..k.
+
+    `fraction_doses`: per-fraction physical doses (arrays or images on one grid, or plain numbers).
+    With `repopulation`, `treatment_days[k]` is the overall time (days since the first fraction) at
+    fraction k and the repopulation loss for that time is subtracted; BED is floored at 0."""
+    fraction_doses = list(fraction_doses)
+    if not fraction_doses:
+        raise DoseError("cumulative_bed needs at least one fraction dose")
+    if repopulation is not None:
+        if treatment_days is None or len(treatment_days) != len(fraction_doses):
+            raise DoseError("repopulation needs treatment_days: one overall time (days) per fraction")
+    template = fraction_doses[0]
+    _same_grid(template, alpha_beta_gy, "cumulative_bed alpha/beta map")
+    ab = checked_alpha_beta(alpha_beta_gy)
+    out, total = [], None
+    for k, dose in enumerate(fraction_doses):
+        _same_grid(template, dose, f"cumulative_bed fraction {k + 1}")
+        try:
+            d = checked_dose(dose, f"dose of fraction {k + 1}")
+        except DoseError as e:
+            raise e.at(fraction=k + 1)
+        if total is not None and d.shape != total.shape:
+            raise DoseError(f"dose of fraction {k + 1} has shape {d.shape}, expected {total.shape}",
+                            fraction=k + 1)
+        _check_map_shape(d, ab, f"cumulative_bed fraction {k + 1}")
+        b = d * (1.0 + d / ab)
+        total = b if total is None else total + b
+        result = total
+        if repopulation is not None:
+            result = np.maximum(total - repopulation.loss_gy(treatment_days[k]), 0.0)
+        out.append(_like(np.array(result, dtype=np.float64), template))
+    return out
+
+
+def eqd2_from_bed(bed_gy, alpha_beta_gy):
+    """EQD2 (Gy, the dose in 2 Gy fractions with the same BED): BED / (1 + 2 / (a/b))."""
+    _same_grid(bed_gy, alpha_beta_gy, "eqd2_from_bed")
+    b = checked_dose(bed_gy, "BED")
+    ab = checked_alpha_beta(alpha_beta_gy)
+    _check_map_shape(b, ab, "eqd2_from_bed")
+    return _like(b / (1.0 + 2.0 / ab), bed_gy)
+
+
+def alpha_beta_map(masks: dict, reference, overrides: dict | None = None, default_gy: float | None = None):
+    """Voxelwise alpha/beta (Gy) on `reference`'s grid from organ masks.
+
+    `masks`: ROI or canonical organ name -> 0/1 mask (image on the reference grid, or array of its
+    shape); names are mapped to canonical organs through Resources/organs.yaml synonyms.
+    `overrides`: organ name (canonical or as in `masks`) -> alpha/beta, wins over the table.
+    Voxels outside every mask get `default_gy` (default: the table's BODY value).
+    Where organs overlap the SMALLEST alpha/beta wins: for fraction doses above 2 Gy a smaller alpha/beta
+    gives the larger BED/EQD2, so the overlap is scored the cautious way for the normal tissue, and the
+    result does not depend on the order of `masks`."""
+    from COMPASSLib import resources
+    from COMPASSLib.errors import InputError
+
+    overrides = dict(overrides or {})
+    shape = tuple(reference.GetSize()[::-1]) if _is_image(reference) else np.shape(reference)
+    if default_gy is None:
+        default_gy = resources.alpha_beta("BODY", overrides)
+    checked_alpha_beta(default_gy, "default alpha/beta")
+    ab = np.full(shape, np.inf)
+    for name, mask in masks.items():
+        canonical = resources.canonical_organ(name) or name
+        if name in overrides:
+            value = float(overrides[name])
+        else:
+            try:
+                value = resources.alpha_beta(canonical, overrides)
+            except InputError:
+                raise DoseError(f"no alpha/beta for ROI {name!r}: not a known organ; give it in the overrides") \
+                    from None
+        checked_alpha_beta(value, f"alpha/beta of {name}")
+        m = _values(mask, f"mask {name}")
+        if m.shape != shape:
+            raise DoseError(f"mask {name!r} has shape {m.shape}, reference grid is {shape}; resample it first")
+        inside = m > 0
+        ab[inside] = np.minimum(ab[inside], value)
+    ab[np.isinf(ab)] = float(default_gy)
+    return _like(ab, reference)
+
+
+# --------------------------------------------------------------------------- DVH
+
+def _key(x: float) -> str:
+    """Metric-key spelling of a number: 2 -> '2', 0.1 -> '0_1', 1.25 -> '1_25'."""
+    return f"{float(x):g}".replace(".", "_")
+
+
+def voxel_volume_cc(image) -> float:
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
+class DVH:
+    """Cumulative DVH of the dose values inside one mask. Every metric is read off the same sorted
+    voxel doses, so min, max, mean, Dx, Vx and gEUD can never disagree with each other.
+
+    Conventions (voxel-exact; no binning and no interpolation between voxels):
+    - Each voxel counts with its full volume `voxel_cc`; V(D) = volume receiving >= D.
+    - Dxcc is the minimum dose to the hottest x cc (dicompyler and clinical convention): sort voxels from
+      hottest down, take the dose of the voxel at which the accumulated volume first reaches x cc.
+      Dx% is Dxcc with x = p% of the organ volume (so D100% = min, D0% = max). Asking for more volume
+      than the organ holds gives 0 Gy (the rest of that volume lies outside the organ), as dicompyler does.
+    - Vx (Gy) counts voxels with dose >= x.
+    """
+
+    def __init__(self, dose_values, voxel_cc: float):
+        values = np.sort(np.asarray(dose_values, dtype=np.float64).ravel())
+        if values.size == 0:
+            raise DoseError("DVH of an empty mask (no voxel inside)")
+        if not (voxel_cc > 0 and math.isfinite(voxel_cc)):
+            raise DoseError(f"voxel volume must be > 0 cc (got {voxel_cc})")
+        self.values = values  # ascending
+        self.voxel_cc = float(voxel_cc)
+
+    # whole-organ figures
+    @property
+    def n_voxels(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def volume_cc(self) -> float:
+        return self.n_voxels * self.voxel_cc
+
+    @property
+    def min_gy(self) -> float:
+        return float(self.values[0])
+
+    @property
+    def max_gy(self) -> float:
+        return float(self.values[-1])
+
+    @property
+    def mean_gy(self) -> float:
+        return float(self.values.mean())
+
+    # dose at volume
+    def dx_cc(self, volume_cc: float) -> float:
+        """Minimum dose to the hottest `volume_cc` cc."""
+        if volume_cc < 0:
+            raise DoseError(f"Dxcc volume must be >= 0 (got {volume_cc})")
+        # number of hottest voxels needed to hold volume_cc (rounding guard for exact multiples)
+        k = max(int(math.ceil(volume_cc / self.voxel_cc - 1e-9)), 1)
+        if k > self.n_voxels:
+            return 0.0
+        return float(self.values[self.n_voxels - k])
+
+    def dx_pct(self, percent: float) -> float:
+        """Minimum dose to the hottest `percent` % of the organ volume."""
+        if not 0 <= percent <= 100:
+            raise DoseError(f"Dx% needs 0 <= x <= 100 (got {percent})")
+        return self.dx_cc(self.volume_cc * percent / 100.0)
+
+    # volume at dose
+    def vx_cc(self, dose_gy: float) -> float:
+        """Volume (cc) receiving at least `dose_gy`."""
+        return (self.n_voxels - int(np.searchsorted(self.values, dose_gy, side="left"))) * self.voxel_cc
+
+    def vx_pct(self, dose_gy: float) -> float:
+        return 100.0 * self.vx_cc(dose_gy) / self.volume_cc
+
+    def geud(self, n: float) -> float:
+        return geud(self.values, n)
+
+    def curve(self, bin_width_gy: float = 0.01):
+        """Cumulative DVH: (dose_gy bin edges from 0, volume_cc receiving >= each edge), by bincount."""
+        if not bin_width_gy > 0:
+            raise DoseError(f"DVH bin width must be > 0 Gy (got {bin_width_gy})")
+        bins = np.floor(self.values / bin_width_gy).astype(np.int64)
+        counts = np.bincount(bins)
+        cumulative = np.cumsum(counts[::-1])[::-1] * self.voxel_cc
+        edges = np.arange(counts.size) * bin_width_gy
+        return edges, cumulative
+
+    def metrics(self, dx_pct=(2, 50, 95, 98), dx_cc=(0.1, 2), vx_gy=(), geud_n=None) -> dict:
+        """Named metrics: volume_cc, min_gy, max_gy, mean_gy, d<x>cc_gy, d<p>_gy, v<x>gy_cc, v<x>gy_pct,
+        geud_gy (when `geud_n` is given). Decimal points are spelled '_' (d0_1cc_gy)."""
+        out = {"volume_cc": self.volume_cc, "min_gy": self.min_gy, "max_gy": self.max_gy, "mean_gy": self.mean_gy}
+        for v in dx_cc:
+            out[f"d{_key(v)}cc_gy"] = self.dx_cc(v)
+        for p in dx_pct:
+            out[f"d{_key(p)}_gy"] = self.dx_pct(p)
+        for x in vx_gy:
+            out[f"v{_key(x)}gy_cc"] = self.vx_cc(x)
+            out[f"v{_key(x)}gy_pct"] = self.vx_pct(x)
+        if geud_n is not None:
+            out["geud_gy"] = self.geud(geud_n)
+            out["geud_n"] = float(geud_n)
+        return out
+
+
+def dvh(dose, mask, voxel_cc: float | None = None) -> DVH:
+    """DVH of `dose` (Gy, or BED/EQD2) inside `mask` (nonzero = inside). Images must share a grid and the
+    voxel volume comes from the spacing; for plain arrays pass `voxel_cc`."""
+    _same_grid(dose, mask, "dvh")
+    if voxel_cc is None:
+        if _is_image(dose):
+            voxel_cc = voxel_volume_cc(dose)
+        elif _is_image(mask):
+            voxel_cc = voxel_volume_cc(mask)
+        else:
+            raise DoseError("dvh of plain arrays needs voxel_cc (voxel volume in cc)")
+    d, m = _view(dose), _view(mask)
+    if m.shape != d.shape:
+        raise DoseError(f"dvh: mask shape {m.shape} differs from dose shape {d.shape}")
+    # only the organ's voxels are copied and checked: the dose grid is often 100x the organ
+    return DVH(checked_dose(d[m > 0]), voxel_cc)
+
+
+def dx_cc(dose, mask, volume_cc: float, voxel_cc: float | None = None) -> float:
+    return dvh(dose, mask, voxel_cc).dx_cc(volume_cc)
+
+
+def dx_pct(dose, mask, percent: float, voxel_cc: float | None = None) -> float:
+    return dvh(dose, mask, voxel_cc).dx_pct(percent)
+
+
+def vx_gy(dose, mask, dose_gy: float, voxel_cc: float | None = None) -> float:
+    """Volume (cc) of `mask` receiving at least `dose_gy`."""
+    return dvh(dose, mask, voxel_cc).vx_cc(dose_gy)
+
+
+def geud(dose_values, n: float) -> float:
+    """Generalised EUD, (mean over voxels of D^(1/n))^n, for equal-volume voxels (Niemierko 1999).
+    n = 1 is the mean, n -> 0 the maximum, n < 0 weights cold spots (targets). Computed in log space so
+    that small n (D^20 and beyond) cannot overflow."""
+    if not (isinstance(n, (int, float, np.floating)) and math.isfinite(n)) or n == 0:
+        raise DoseError(f"gEUD volume parameter n must be a finite non-zero number (got {n!r})")
+    d = checked_dose(dose_values).ravel()
+    if d.size == 0:
+        raise DoseError("gEUD of no voxels")
+    with np.errstate(divide="ignore"):
+        x = np.log(d) / n  # log(0) = -inf: for n > 0 it drops out, for n < 0 it makes gEUD 0
+    top = x.max()
+    if not math.isfinite(top):
+        return 0.0  # all voxels at 0 Gy (n > 0), or a 0 Gy voxel dominating a negative n
+    log_mean = top + math.log(np.mean(np.exp(x - top)))
+    return float(math.exp(n * log_mean))
