@@ -1,0 +1,122 @@
+"""Reference grids and resampling. Everything is LPS; origin, spacing and direction of the reference
+are copied exactly onto every resampled image (no physical-space round trip through numpy).
+
+Masks are resampled so that small organs survive: a mask is resampled as a float fraction with
+linear interpolation and thresholded at 0.5 (the partial-volume estimate, which neither grows nor
+shrinks large organs). A thin or small organ (e.g. a spinal cord one voxel wide on a coarse dose
+grid) can fall below 0.5 everywhere and vanish, and so can nearest neighbour, which only samples
+the reference voxel centres. Then the mask falls back to the reference voxels that contain the organ's
+voxel centres, keeping those holding at least half as many as the fullest one (the voxels of largest
+overlap), so an organ that exists in the input always exists on the reference grid and a thin cord
+stays a continuous line.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from COMPASSLib.errors import GeometryError
+
+log = logging.getLogger(__name__)
+
+FRAME_KEY = "FrameOfReferenceUID"
+
+
+def _sitk():
+    import SimpleITK as sitk
+
+    return sitk
+
+
+def same_grid(a, b, tol: float = 1e-4) -> bool:
+    """True when two images share size, origin, spacing and direction (to `tol`, mm or cosine)."""
+    if tuple(a.GetSize()) != tuple(b.GetSize()):
+        return False
+    return (np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=tol)
+            and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=tol)
+            and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=tol))
+
+
+def reference_grid(image, frame_of_reference_uid: str | None = None):
+    """An empty uint8 image with `image`'s exact geometry: a light stand-in for "the grid" that
+    carries the frame of reference (metadata FrameOfReferenceUID) for RTSTRUCT checks."""
+    sitk = _sitk()
+    grid = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    grid.CopyInformation(image)
+    # The image's own frame wins; the caller's (e.g. the manifest's) only fills in a missing one.
+    frame = (image.GetMetaData(FRAME_KEY) if image.HasMetaDataKey(FRAME_KEY) else "") or frame_of_reference_uid
+    if frame:
+        grid.SetMetaData(FRAME_KEY, frame)
+    return grid
+
+
+def _check_frames(image, reference, what):
+    fa = image.GetMetaData(FRAME_KEY) if image.HasMetaDataKey(FRAME_KEY) else ""
+    fb = reference.GetMetaData(FRAME_KEY) if reference.HasMetaDataKey(FRAME_KEY) else ""
+    if fa and fb and fa != fb:
+        raise GeometryError(f"cannot resample {what}: FrameOfReferenceUID {fa} differs from the reference's {fb} "
+                            "(a registration would be needed)")
+
+
+def _copy_metadata(source, target):
+    for key in source.GetMetaDataKeys():
+        target.SetMetaData(key, source.GetMetaData(key))
+    return target
+
+
+def resample_image(image, reference, default: float = 0.0, interpolator=None):
+    """`image` on `reference`'s grid (linear by default), float32, metadata kept; voxels outside
+    `image` get `default`. Returns a copy even when the grids already agree."""
+    sitk = _sitk()
+    _check_frames(image, reference, "image")
+    if same_grid(image, reference):
+        out = sitk.Cast(image, sitk.sitkFloat32)
+        out.CopyInformation(reference)  # exact reference geometry, not the tolerated near-copy
+    else:
+        interp = sitk.sitkLinear if interpolator is None else interpolator
+        out = sitk.Resample(image, reference, sitk.Transform(), interp, float(default), sitk.sitkFloat32)
+    return _copy_metadata(image, out)
+
+
+def resample_mask(mask, reference):
+    """A 0/1 mask on `reference`'s grid as uint8, keeping small organs (see module docstring)."""
+    sitk = _sitk()
+    _check_frames(mask, reference, "mask")
+    binary = sitk.Cast(mask > 0, sitk.sitkUInt8) if mask.GetPixelID() != sitk.sitkUInt8 else mask
+    if same_grid(binary, reference):
+        out = sitk.Image(binary)
+        out.CopyInformation(reference)
+        return out
+    fraction = sitk.Resample(sitk.Cast(binary, sitk.sitkFloat32), reference, sitk.Transform(),
+                             sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    out = sitk.Cast(fraction >= 0.5, sitk.sitkUInt8)
+    source = sitk.GetArrayViewFromImage(binary)
+    if not source.any() or sitk.GetArrayViewFromImage(out).any():
+        return out
+    log.debug("mask vanished at 0.5 partial volume; keeping the reference voxels that hold its voxels")
+    return _voxels_holding(binary, reference)
+
+
+def _index_to_physical(image, index_xyz):
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return np.array(image.GetOrigin()) + (index_xyz * np.array(image.GetSpacing())) @ direction.T
+
+
+def _voxels_holding(mask, reference):
+    """Reference voxels that contain the centres of `mask`'s voxels, keeping those that hold at least
+    half as many as the fullest one (the voxels of largest overlap; a thin organ keeps its course)."""
+    sitk = _sitk()
+    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)
+    points = _index_to_physical(mask, zyx[:, ::-1].astype(float))
+    direction = np.array(reference.GetDirection()).reshape(3, 3)
+    index = np.rint(((points - np.array(reference.GetOrigin())) @ np.linalg.inv(direction).T)
+                    / np.array(reference.GetSpacing())).astype(np.int64)
+    size = np.array(reference.GetSize())
+    index = index[np.all((index >= 0) & (index < size), axis=1)]
+    counts = np.zeros(tuple(size[::-1]), dtype=np.int64)
+    np.add.at(counts, (index[:, 2], index[:, 1], index[:, 0]), 1)
+    keep = (counts > 0) & (counts * 2 >= counts.max()) if counts.any() else counts > 0
+    out = sitk.GetImageFromArray(keep.astype(np.uint8))
+    out.CopyInformation(reference)
+    return out

@@ -1,0 +1,243 @@
+"""Shared logic for single-frame DICOM image series (CT, PET): read, check, sort and stack the slices
+into one `SimpleITK.Image` with exact LPS geometry.
+
+The checks are the ones a physicist relies on before trusting a volume: one series, one frame of
+reference, identical orientation and in-plane geometry on every slice, and slices that are evenly
+spaced along the slice normal (a gap is reported as a missing slice, naming the file after it).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from COMPASSLib.errors import GeometryError, InputError
+
+# Spacing tolerance between consecutive slices: ~0.01 mm absolute or 1e-3 relative, whichever is
+# larger (scanners write positions rounded to a few decimals; real gaps are a whole slice).
+SPACING_ATOL_MM = 0.01
+SPACING_RTOL = 1e-3
+ORIENTATION_TOL = 1e-4
+
+
+def as_file_list(files) -> list:
+    """A path or a list of paths -> list[Path]."""
+    if isinstance(files, (str, Path)):
+        return [Path(files)]
+    return [Path(f) for f in files]
+
+
+def read_dataset(path, stop_before_pixels=False, patient=None, fraction=None):
+    """pydicom dataset, or InputError naming the file when it is not DICOM.
+
+    Files without the 128-byte preamble and 'DICM' prefix (older writers; pydicom's own rtstruct.dcm)
+    are read with force=True, and accepted only when they then carry a SOPClassUID or Modality, so
+    arbitrary files are still refused."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    def fail(why):
+        return InputError(f"cannot read DICOM file: {why}", file=path, patient=patient, fraction=fraction)
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError as e:
+        first_error = e
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
+        raise fail(e) from None
+    try:
+        with warnings.catch_warnings():   # a forced read of a non-DICOM file warns about VRs
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels, force=True)
+            if "SOPClassUID" in ds or "Modality" in ds:
+                return ds
+    except Exception:  # noqa: BLE001 - a forced read of a non-DICOM file fails in arbitrary ways
+        pass
+    raise fail(first_error) from None
+
+
+def dicom_datetime(date, time) -> _dt.datetime | None:
+    """DICOM DA + TM (TM may be HH, HHMM, HHMMSS, HHMMSS.ffffff, or with colons) -> datetime."""
+    if not date or not time:
+        return None
+    date, time = str(date).strip().replace("-", "").replace(".", ""), str(time).strip().replace(":", "")
+    try:
+        day = _dt.datetime.strptime(date[:8], "%Y%m%d")
+        main, _, frac = time.partition(".")
+        main = main.ljust(6, "0")
+        seconds = int(main[0:2]) * 3600 + int(main[2:4]) * 60 + int(main[4:6])
+        micro = int((frac + "000000")[:6]) if frac else 0
+    except ValueError:
+        return None
+    return day + _dt.timedelta(seconds=seconds, microseconds=micro)
+
+
+def dicom_datetime_dt(value) -> _dt.datetime | None:
+    """DICOM DT (YYYYMMDDHHMMSS.ffffff, optional UTC offset ignored) -> datetime."""
+    if not value:
+        return None
+    value = str(value).strip()
+    for sign in "+-":
+        if sign in value[8:]:
+            value = value[: 8 + value[8:].index(sign)]
+    return dicom_datetime(value[:8], value[8:] or "000000")
+
+
+def _floats(ds, keyword, n, path, patient, fraction):
+    value = ds.get(keyword)
+    if value is None or len(value) != n:
+        raise InputError(f"missing or malformed {keyword}", file=path, patient=patient, fraction=fraction)
+    return np.array([float(v) for v in value], dtype=np.float64)
+
+
+def direction_from_orientation(iop) -> np.ndarray:
+    """3x3 direction matrix (columns: row cosine, column cosine, slice normal) from ImageOrientationPatient."""
+    row, col = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
+    normal = np.cross(row, col)
+    return np.column_stack([row, col, normal])
+
+
+def sort_slices_by_position(positions, normal):
+    """Indices that sort `positions` (n x 3) along `normal`, and the sorted projections (mm)."""
+    proj = np.asarray(positions, float) @ np.asarray(normal, float)
+    order = np.argsort(proj, kind="stable")
+    return order, proj[order]
+
+
+def check_uniform_spacing(projections, labels, files, what="slice", patient=None, fraction=None) -> float:
+    """The spacing (mm) of sorted slice projections; GeometryError on duplicates, gaps (missing
+    slices) or uneven spacing. `labels` name each slice in the message (file names, frame numbers);
+    `files` is the file reported for each slice."""
+    if len(projections) < 2:
+        return 0.0
+    diffs = np.diff(projections)
+
+    def fault(i, message):
+        return GeometryError(message, file=files[i + 1], patient=patient, fraction=fraction)
+
+    for i, d in enumerate(diffs):
+        if abs(d) < SPACING_ATOL_MM:
+            raise fault(i, f"two {what}s at the same position {projections[i]:.3f} mm "
+                           f"({labels[i]} and {labels[i + 1]})")
+    step = float(np.median(diffs))
+    tol = max(SPACING_ATOL_MM, SPACING_RTOL * abs(step))
+    for i, d in enumerate(diffs):
+        if abs(d - step) <= tol:
+            continue
+        ratio = d / step
+        if ratio > 1.5 and abs(ratio - round(ratio)) * abs(step) <= max(tol, 0.05 * abs(step)):
+            raise fault(i, f"missing {what}: {int(round(ratio)) - 1} {what}(s) absent between {labels[i]} "
+                           f"(at {projections[i]:.3f} mm) and {labels[i + 1]} (at {projections[i + 1]:.3f} mm); "
+                           f"spacing elsewhere {step:.3f} mm")
+        raise fault(i, f"uneven {what} spacing: {d:.3f} mm between {labels[i]} and {labels[i + 1]}, "
+                       f"{step:.3f} mm elsewhere")
+    return step
+
+
+def check_modality(ds, expected, path, patient=None, fraction=None):
+    """InputError 'wrong modality' when the dataset is not of the expected DICOM Modality."""
+    expected = (expected,) if isinstance(expected, str) else tuple(expected)
+    got = str(ds.get("Modality", "")).upper()
+    if got not in expected:
+        raise InputError(f"wrong modality: expected {'/'.join(expected)}, file holds {got or 'no Modality'}",
+                         file=path, patient=patient, fraction=fraction)
+
+
+def make_image(array_zyx, origin, spacing, direction, metadata=None):
+    """SimpleITK image from a (z, y, x) array and explicit LPS geometry."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array_zyx))
+    img.SetOrigin(tuple(float(v) for v in origin))
+    img.SetSpacing(tuple(float(v) for v in spacing))
+    img.SetDirection(tuple(float(v) for v in np.asarray(direction, float).ravel()))
+    for k, v in (metadata or {}).items():
+        if v is not None:
+            img.SetMetaData(k, str(v))
+    return img
+
+
+def read_series(files, modality, patient=None, fraction=None, pixels=True):
+    """Read one single-frame DICOM image series.
+
+    Returns (image, datasets): `image` is float32 with rescale slope and intercept applied per slice
+    (computed in float64), LPS geometry exact; `datasets` are the sorted pydicom datasets so callers
+    can read modality-specific tags (e.g. PET decay information). With `pixels=False` only the
+    headers are read (same checks) and `image` is an all-zero uint8 grid: a cheap reference grid.
+    """
+    files = as_file_list(files)
+    if not files:
+        raise InputError(f"empty {modality} series (no files)", patient=patient, fraction=fraction)
+    datasets = [read_dataset(f, stop_before_pixels=not pixels, patient=patient, fraction=fraction) for f in files]
+    first, f0 = datasets[0], files[0]
+    for ds, f in zip(datasets, files):
+        check_modality(ds, modality, f, patient, fraction)
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise InputError("multi-frame image files are not supported in an image series "
+                             "(export single-frame slices)", file=f, patient=patient, fraction=fraction)
+        if pixels and "PixelData" not in ds:
+            raise InputError("DICOM image without pixel data", file=f, patient=patient, fraction=fraction)
+
+    for keyword, err in (("SeriesInstanceUID", InputError), ("FrameOfReferenceUID", GeometryError)):
+        uids = {str(ds.get(keyword, "")) for ds in datasets}
+        if len(uids) > 1:
+            odd = next(f for ds, f in zip(datasets, files) if str(ds.get(keyword, "")) != str(first.get(keyword, "")))
+            raise err(f"files of more than one {keyword} given as one series ({len(uids)} different)",
+                      file=odd, patient=patient, fraction=fraction)
+
+    iop0 = _floats(first, "ImageOrientationPatient", 6, f0, patient, fraction)
+    ps0 = _floats(first, "PixelSpacing", 2, f0, patient, fraction)
+    shape0 = (int(first.Rows), int(first.Columns))
+    positions = []
+    for ds, f in zip(datasets, files):
+        iop = _floats(ds, "ImageOrientationPatient", 6, f, patient, fraction)
+        if np.max(np.abs(iop - iop0)) > ORIENTATION_TOL:
+            raise GeometryError(f"slice orientation {iop.round(5).tolist()} differs from "
+                                f"{iop0.round(5).tolist()} in {f0.name}", file=f, patient=patient, fraction=fraction)
+        ps = _floats(ds, "PixelSpacing", 2, f, patient, fraction)
+        if np.max(np.abs(ps - ps0)) > SPACING_ATOL_MM * 1e-2 + 1e-6:
+            raise GeometryError(f"pixel spacing {ps.tolist()} differs from {ps0.tolist()} in {f0.name}",
+                                file=f, patient=patient, fraction=fraction)
+        if (int(ds.Rows), int(ds.Columns)) != shape0:
+            raise GeometryError(f"slice size {ds.Rows}x{ds.Columns} differs from {shape0[0]}x{shape0[1]} "
+                                f"in {f0.name}", file=f, patient=patient, fraction=fraction)
+        positions.append(_floats(ds, "ImagePositionPatient", 3, f, patient, fraction))
+
+    direction = direction_from_orientation(iop0)
+    if abs(np.linalg.det(direction) - 1.0) > 1e-3:
+        raise GeometryError("ImageOrientationPatient is not two orthogonal unit vectors",
+                            file=f0, patient=patient, fraction=fraction)
+    order, proj = sort_slices_by_position(positions, direction[:, 2])
+    files = [files[i] for i in order]
+    datasets = [datasets[i] for i in order]
+    positions = [positions[i] for i in order]
+    # Positions must lie on one line along the normal (no in-plane shift between slices).
+    in_plane = np.array([(p - positions[0]) @ direction[:, :2] for p in positions])
+    if np.max(np.abs(in_plane)) > SPACING_ATOL_MM * 10:
+        bad = int(np.argmax(np.max(np.abs(in_plane), axis=1)))
+        raise GeometryError("slice positions are shifted in-plane (sheared or mixed series)",
+                            file=files[bad], patient=patient, fraction=fraction)
+    step = check_uniform_spacing(proj, [f.name for f in files], files, patient=patient, fraction=fraction)
+    if step == 0.0:  # a single slice: the slice thickness is the best thickness we know
+        step = float(first.get("SliceThickness") or 1.0)
+
+    volume = np.empty((len(datasets),) + shape0, dtype=np.float32) if pixels else \
+        np.zeros((len(datasets),) + shape0, dtype=np.uint8)
+    for z, (ds, f) in enumerate(zip(datasets, files) if pixels else ()):
+        try:
+            pixels = ds.pixel_array
+        except Exception as e:  # noqa: BLE001 - pydicom raises many types for undecodable data
+            raise InputError(f"cannot decode pixel data: {e}", file=f, patient=patient, fraction=fraction) from None
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        volume[z] = pixels.astype(np.float64) * slope + intercept
+
+    metadata = {"Modality": str(first.get("Modality", "")),
+                "FrameOfReferenceUID": str(first.get("FrameOfReferenceUID", "")),
+                "SeriesInstanceUID": str(first.get("SeriesInstanceUID", "")),
+                "StudyInstanceUID": str(first.get("StudyInstanceUID", "")),
+                "PatientID": str(first.get("PatientID", ""))}
+    image = make_image(volume, positions[0], (ps0[1], ps0[0], step), direction, metadata)
+    return image, datasets
