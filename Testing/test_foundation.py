@@ -77,3 +77,13 @@ def test_cli_help_and_module_entry():
     assert main([]) == 1
     out = subprocess.run([sys.executable, "-m", "COMPASSLib", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "COMPASS" in out.stdout
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    p = atomic.write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
