@@ -1,0 +1,62 @@
+"""`compass run COHORT -o OUT`: the main job, from files to report."""
+from __future__ import annotations
+
+HELP = "main job: features, leave-one-patient-out twin vs LKB, final twin, per-fraction risk, report"
+DESCRIPTION = (HELP + ". Writes OUT/metrics.json, OUT/risk.csv, OUT/model/, OUT/report.html (and the "
+               "feature table, LOPO predictions and feature cache the report and `compass update` use).")
+
+
+def add_twin_arguments(parser):
+    """Twin options shared by `compass run` and `compass demo`."""
+    parser.add_argument("--profile", choices=("fast", "full"), default=None,
+                        help="feature profile: full (default, with radiomics) or fast (BED/DVH kinetics, PET); "
+                             "wins over the profile of --settings")
+    parser.add_argument("--settings", metavar="FILE", help="feature settings (YAML/JSON); --profile wins over it")
+    parser.add_argument("--epochs", type=int, help="autoencoder training epochs (default 150)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="torch device for the autoencoder (default cpu)")
+    parser.add_argument("--seed", type=int, help="random seed of the twin and the bootstrap (default 0)")
+    parser.add_argument("--organ-mode", choices=("shared", "organ"),
+                        help="one autoencoder for all organs with an organ code (default) or one per organ")
+    parser.add_argument("--threshold-rule", choices=("youden", "sensitivity"), help="warning threshold rule")
+    parser.add_argument("--workers", type=int, default=1, help="feature extraction processes (default 1)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address for feature extraction")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95 %% CIs")
+
+
+def run_settings(args) -> dict:
+    twin = {k: v for k, v in {"epochs": args.epochs, "device": args.device, "seed": args.seed,
+                              "organ_mode": args.organ_mode, "threshold_rule": args.threshold_rule}.items()
+            if v is not None}
+    return {"profile": args.profile, "feature_settings": args.settings, "workers": args.workers,
+            "scheduler": args.scheduler, "n_bootstrap": args.bootstrap, "twin": twin}
+
+
+def add_arguments(parser):
+    parser.add_argument("cohort", help="cohort.json (or the folder holding it) with outcomes.csv beside it")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_twin_arguments(parser)
+
+
+def print_summary(metrics, out):
+    def v(k):
+        m = metrics[k]
+        lo, hi = m["ci95"]
+        f = (lambda x: "n/a" if x is None else f"{x:.2f}")
+        return f"{f(m['value'])} [{f(lo)}, {f(hi)}]"
+
+    print(f"twin LOPO AUC {v('auc')}, sensitivity {v('sensitivity')}, specificity {v('specificity')}, "
+          f"Brier {v('brier')}")
+    print(f"LKB AUC {v('lkb_auc')}, mean-dose AUC {v('mean_dose_auc')}; {metrics['n_trajectories']} trajectories; "
+          f"median lead time {metrics['lead_time_fractions']['value']} fractions")
+    print(f"report: {(out / 'report.html').resolve()}")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from COMPASSLib.pipeline import run as run_job
+
+    out = Path(args.output)
+    metrics = run_job(args.cohort, out, run_settings(args), progress=print)
+    print_summary(metrics, out)
+    return 1 if metrics["provenance"].get("feature_failures") else 0

@@ -1,0 +1,137 @@
+"""Feature-extraction settings: plain data, loadable from and savable to YAML/JSON, recorded with every table.
+
+Profiles
+- "full" (default): bed_/dvh_ kinetics, shape once per organ, pyradiomics first-order + GLCM, GLRLM, GLSZM,
+  GLDM, NGTDM on the cumulative BED map (dose_), the fraction's CT (ct_) and PET (pet_), PET SUV figures.
+- "fast": bed_/dvh_ kinetics, PET SUVmean/max/peak and PET first-order only (no texture, no shape, no CT):
+  for quick model experiments on large synthetic cohorts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+
+from COMPASSLib.errors import InputError
+
+DEFAULT_ORGANS = ("SpinalCord", "Heart", "Esophagus")
+TEXTURE = ["firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
+
+# Organ-relevant BED levels (Gy) for V_x. One list for all organs, so every row has the same columns.
+# Chosen from the QUANTEC constraints (physical dose in 2 Gy fractions) converted to BED at each organ's
+# table alpha/beta: heart V25 Gy -> 42 Gy BED (a/b 3); esophagus V35/V50/V60 -> 42/60/72 Gy (a/b 10);
+# spinal cord Dmax 50 Gy -> 100 Gy (a/b 2). Rounded: 20 (low-dose bath) .. 100 Gy.
+DEFAULT_BED_LEVELS = [20.0, 40.0, 50.0, 60.0, 70.0, 100.0]
+
+PROFILES = {
+    "full": {"radiomics": {"dose": TEXTURE, "ct": TEXTURE, "pet": TEXTURE}, "shape": True},
+    "fast": {"radiomics": {"pet": ["firstorder"]}, "shape": False},
+}
+
+
+@dataclasses.dataclass
+class FeatureSettings:
+    profile: str = "full"
+    organs: list | None = None          # None: organs in outcomes.csv, else DEFAULT_ORGANS
+    alpha_beta: dict = dataclasses.field(default_factory=dict)   # organ -> Gy, wins over Resources/organs.yaml
+    bed_levels_gy: list = dataclasses.field(default_factory=lambda: list(DEFAULT_BED_LEVELS))
+    # modality -> pyradiomics classes to compute (subset of the YAML file's featureClass); None: from profile
+    radiomics: dict | None = None
+    # modality -> pyradiomics parameter file: built-in name ("dose", "ct", "pet") or a path
+    radiomics_params: dict = dataclasses.field(default_factory=lambda: {"dose": "dose", "ct": "ct", "pet": "pet"})
+    shape: bool | None = None           # shape features once per organ; None: from profile
+    delta: bool = True                  # ct_/pet_ delta columns against fraction 1
+    reference: str = "ct"               # reference grid for ingest.load_fraction
+
+    def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise InputError(f"unknown feature profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if self.radiomics is None:
+            self.radiomics = {m: list(c) for m, c in PROFILES[self.profile]["radiomics"].items()}
+        if self.shape is None:
+            self.shape = PROFILES[self.profile]["shape"]
+        unknown = set(self.radiomics) - {"dose", "ct", "pet"}
+        if unknown:
+            raise InputError(f"radiomics settings for unknown modality {sorted(unknown)} (dose, ct, pet)")
+        for organ, ab in self.alpha_beta.items():
+            if not isinstance(ab, (int, float)) or ab <= 0:
+                raise InputError(f"alpha/beta override for {organ} must be a number > 0 Gy (got {ab!r})")
+
+    # ---- persistence
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source=None) -> "FeatureSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k != "radiomics_resolved"}   # resolved() output reads back too
+        unknown = set(d) - names
+        if unknown:
+            raise InputError(f"unknown feature setting(s) {sorted(unknown)}; known: {sorted(names)}", file=source)
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path, **overrides) -> "FeatureSettings":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            d = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except FileNotFoundError:
+            raise InputError("feature settings file not found", file=path) from None
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise InputError(f"feature settings file is not valid {path.suffix[1:].upper() or 'YAML'}: {e}",
+                             file=path) from None
+        if not isinstance(d, dict):
+            raise InputError("feature settings file must hold a mapping", file=path)
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if overrides.get("profile", d.get("profile")) != d.get("profile", "full"):
+            # a saved file spells out its profile's classes; a new profile must bring its own
+            defaults = PROFILES.get(d.get("profile", "full"), {})
+            if d.get("radiomics") == defaults.get("radiomics"):
+                d.pop("radiomics", None)
+            if d.get("shape") == defaults.get("shape"):
+                d.pop("shape", None)
+        d.update(overrides)
+        return cls.from_dict(d, source=path)
+
+    def save(self, path) -> Path:
+        from COMPASSLib.atomic import write_json, write_text
+
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            return write_json(path, self.to_dict())
+        return write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    # ---- what the extraction uses
+    def params(self, modality: str) -> dict:
+        """The pyradiomics parameters for `modality`, restricted to the classes this profile computes."""
+        from COMPASSLib.features.radiomics import load_params
+
+        p = load_params(self.radiomics_params.get(modality, modality))
+        available = p.get("featureClass") or {c: [] for c in TEXTURE}
+        wanted = self.radiomics.get(modality) or []
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            raise InputError(f"{modality} pyradiomics file does not enable class(es) {missing}",
+                             file=self.radiomics_params.get(modality))
+        p["featureClass"] = {c: available[c] for c in wanted}
+        return p
+
+    def resolved(self) -> dict:
+        """Settings with the pyradiomics parameters' content (not file names): what the cache key and the
+        sidecar JSON record, so editing a YAML file invalidates cached results."""
+        d = self.to_dict()
+        d["radiomics_resolved"] = {m: self.params(m) for m in sorted(self.radiomics) if self.radiomics[m]}
+        return d
+
+
+def organs_to_score(settings: FeatureSettings, cohort) -> list:
+    if settings.organs:
+        return list(settings.organs)
+    with_outcomes = []
+    for o in cohort.outcomes():
+        if o.organ not in with_outcomes:
+            with_outcomes.append(o.organ)
+    return with_outcomes or list(DEFAULT_ORGANS)

@@ -1,0 +1,170 @@
+"""The main job and the living twin.
+
+run(cohort, out_dir, settings): files -> feature table (ingest, BED, features; cached per fraction)
+    -> leave-one-patient-out evaluation of the twin and its baselines -> final twin on all patients
+    -> per-fraction risk of every patient/organ -> OUT/metrics.json, risk.csv, model/, report.html
+    (+ features.csv, lopo_risk.csv, lopo_trajectories.csv that the report is drawn from).
+update(model_dir, patient_dir): the feature table of one patient's fractions so far (only fractions
+    not in the cache are computed) scored by a saved twin: current risk and warning per organ.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from COMPASSLib.errors import FeatureError, InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "profile": None,            # feature profile fast | full; None: the settings file's, else full
+    "feature_settings": None,   # YAML/JSON feature settings file; `profile` wins over its profile
+    "workers": 1,               # feature extraction processes
+    "scheduler": None,          # Dask scheduler address for feature extraction
+    "cache_dir": None,          # feature cache; default OUT/cache (compass update finds it there)
+    "twin": {},                 # CompassTwin keyword settings (epochs, device, seed, organ_mode, ...)
+    "n_bootstrap": 1000,        # patient-level bootstrap resamples for the metrics' 95 % CIs
+    "lkb_column": None,         # gEUD column for LKB (default: found by name, see twin.baselines)
+    "dose_column": None,        # mean-dose column for the mean-dose baseline
+}
+
+
+def resolve_settings(settings=None) -> dict:
+    settings = dict(settings or {})
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise InputError(f"unknown run setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    out = {**DEFAULTS, **settings}
+    out["twin"] = dict(out["twin"] or {})
+    return out
+
+
+def feature_settings(settings):
+    from COMPASSLib.features.settings import FeatureSettings
+
+    if settings.get("feature_settings"):
+        return FeatureSettings.load(settings["feature_settings"], profile=settings.get("profile"))
+    return FeatureSettings(profile=settings.get("profile") or "full")
+
+
+def _write_csv(path, frame):
+    from COMPASSLib.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def run(cohort, out_dir, settings=None, progress=None) -> dict:
+    """The whole main job; returns the metrics written to OUT/metrics.json."""
+    from COMPASSLib import report
+    from COMPASSLib.atomic import write_json
+    from COMPASSLib.cohort import Cohort
+    from COMPASSLib.features.table import extract_cohort
+    from COMPASSLib.provenance import record, sha256_file
+    from COMPASSLib.twin.evaluate import lopo, metrics as lopo_metrics
+    from COMPASSLib.twin.model import CompassTwin
+    from COMPASSLib.twin.persistence import save
+    from COMPASSLib.twin.trajectories import labels_frame
+
+    say = progress or (lambda msg: log.info("%s", msg))
+    settings = resolve_settings(settings)
+    out = Path(out_dir)
+    cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
+    outcomes = cohort.outcomes()
+    if not outcomes:
+        raise InputError("the cohort has no outcomes (outcomes.csv: patient, organ, grade, onset_fraction)",
+                         file=cohort.path(cohort.outcomes_file))
+    fs = feature_settings(settings)
+    cache = Path(settings["cache_dir"] or out / "cache")
+
+    say(f"features ({fs.profile} profile) for {len(cohort.patients)} patients ...")
+    table = extract_cohort(cohort, fs, workers=settings["workers"], scheduler=settings["scheduler"],
+                           cache_dir=cache, progress=progress is not None)
+    failures = dict(table.attrs.get("failures") or {})
+    if table.empty:
+        raise FeatureError("no patient produced features: " + "; ".join(f"{p}: {m}" for p, m in failures.items()))
+    _write_csv(out / "features.csv", table)
+
+    say("leave-one-patient-out evaluation ...")
+    result = lopo(table, outcomes, settings["twin"], settings["lkb_column"], settings["dose_column"],
+                  progress=lambda i, n: say(f"  fold {i}/{n}") if progress else None)
+    metrics = lopo_metrics(result, n_bootstrap=settings["n_bootstrap"], seed=settings["twin"].get("seed", 0))
+
+    say("final twin on all patients ...")
+    twin = CompassTwin(**settings["twin"]).fit(table, outcomes)
+    save(twin, out / "model", extra={"feature_settings": fs.to_dict(), "cohort": str(cohort.root)})
+    risk = twin.risk_trajectory(table)
+    risk = risk.merge(result.per_fraction[["patient", "organ", "fraction", "risk"]].rename(
+        columns={"risk": "lopo_risk"}), on=["patient", "organ", "fraction"], how="left")
+    columns = ["patient", "organ", "fraction", "risk", "ci_low", "ci_high", "warning", "top_features",
+               "threshold", "lopo_risk"]
+    _write_csv(out / "risk.csv", risk[columns])
+    _write_csv(out / "lopo_risk.csv", result.per_fraction)
+    _write_csv(out / "lopo_trajectories.csv", result.trajectories)
+
+    manifest = cohort.root / "cohort.json"
+    metrics["provenance"] = record(
+        {"run": {k: v for k, v in settings.items() if k != "twin"}, "twin": twin.get_params(),
+         "features": fs.to_dict()},
+        inputs={"cohort.json": sha256_file(manifest) if manifest.is_file() else None,
+                "features": table.attrs.get("inputs", {})},
+        feature_failures=failures, outcomes=len(labels_frame(outcomes)))
+    write_json(out / "metrics.json", metrics)
+    report.write_report(out)
+    if failures:
+        log.warning("patients left out (feature extraction failed): %s", failures)
+    return metrics
+
+
+def load_patients(patient_dir):
+    """A Cohort from a folder holding cohort.json, or from a scan of its DICOM files."""
+    from COMPASSLib.cohort import Cohort
+    from COMPASSLib.scan import scan
+
+    p = Path(patient_dir)
+    if (p / "cohort.json").is_file() or p.suffix == ".json":
+        return Cohort.load(p)
+    return scan(p)
+
+
+def write_subset(cohort, out_dir, fractions, patients=None) -> Path:
+    """A copy of a cohort's manifest in `out_dir` holding only the first `fractions` fractions of the
+    given patients (default all), with absolute paths to the same files: the state of a course on the
+    day fraction `fractions` arrived (tests, benchmarks, replaying a course through `compass update`)."""
+    from COMPASSLib.cohort import Cohort
+
+    src = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
+    d = src.to_dict()
+    d["patients"] = [p for p in d["patients"] if patients is None or p["id"] in patients]
+    for p in d["patients"]:
+        p["fractions"] = [f for f in p["fractions"] if f["index"] <= fractions]
+        for f in p["fractions"] + ([p["planning"]] if p.get("planning") else []):
+            for m in ("ct", "pet", "dose", "rtstruct"):
+                f[m] = [str(src.path(x)) for x in f[m]]
+    d["outcomes"] = str(src.path(src.outcomes_file))
+    return Cohort.from_dict(d, root=out_dir).save(Path(out_dir) / "cohort.json")
+
+
+def update(model_dir, patient_dir, cache_dir=None, workers=1):
+    """Risk after each patient's latest fraction per organ (DataFrame: the rows of risk.csv for the
+    latest fraction), and the fractions computed now ({patient: [fractions]})."""
+    import json
+
+    from COMPASSLib.features.settings import FeatureSettings
+    from COMPASSLib.features.table import extract_cohort
+    from COMPASSLib.twin.model import CompassTwin
+
+    model_dir = Path(model_dir)
+    twin = CompassTwin.load(model_dir)
+    doc = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    fs = FeatureSettings.from_dict(doc.get("provenance", {}).get("feature_settings") or {"profile": "full"})
+    cohort = load_patients(patient_dir)
+    cache = Path(cache_dir) if cache_dir else model_dir.resolve().parent / "cache"
+    table = extract_cohort(cohort, fs, workers=workers, cache_dir=cache, progress=False, organs=twin.organs_)
+    failures = table.attrs.get("failures") or {}
+    if table.empty:
+        raise FeatureError("no features for " + "; ".join(f"{p}: {m}" for p, m in failures.items()),
+                           file=patient_dir)
+    risk = twin.risk_trajectory(table)
+    latest = risk.groupby(["patient", "organ"], sort=True).tail(1).reset_index(drop=True)
+    return latest, dict(table.attrs.get("computed") or {})

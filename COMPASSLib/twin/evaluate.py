@@ -1,0 +1,168 @@
+"""Leave-one-patient-out evaluation of the twin and its baselines, and the metrics of the main job.
+
+Every fitted step lives inside the fold: `fit_fold` drops the held-out patient's rows before anything
+sees the table, then fits the whole CompassTwin (selection, scaler, autoencoder, classifier, threshold)
+and the mean-dose regression on the rest. Per trajectory the held-out risk after its last fraction
+gives AUC, Brier, calibration, and, against the fold's threshold, sensitivity and specificity; the
+first fraction whose held-out risk reaches the threshold is the warning, and onset - warning the lead
+time. 95 % CIs: percentile bootstrap over patients (all organs of a patient resampled together).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from COMPASSLib.errors import ModelError
+from COMPASSLib.twin.baselines import MeanDoseLogistic, lkb_ntcp, mean_dose_column
+from COMPASSLib.twin.model import CompassTwin
+from COMPASSLib.twin.trajectories import check_table, labels_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LopoResult:
+    per_fraction: object     # DataFrame: patient, organ, fraction, risk, threshold, warning, lkb_ntcp, mean_dose_risk
+    trajectories: object     # DataFrame: one row per (patient, organ) with label, onset, final risks, lead time
+    baselines: dict          # what the baselines used (columns, parameter sets)
+
+
+def last_rows(table):
+    return table.sort_values("fraction").groupby(["patient", "organ"], sort=False).tail(1)
+
+
+def fit_fold(table, labels, held_out, params):
+    """The fold's fitted twin: trained on every patient except `held_out` (never sees its rows)."""
+    train = table[table["patient"].astype(str) != str(held_out)]
+    return CompassTwin(**params).fit(train, labels[labels["patient"] != str(held_out)])
+
+
+def lopo(table, outcomes, params=None, lkb_column=None, dose_column=None, progress=None) -> LopoResult:
+    import pandas as pd
+
+    check_table(table)
+    params = dict(params or {})
+    labels = labels_frame(outcomes)
+    table = table.assign(patient=table["patient"].astype(str), organ=table["organ"].astype(str))
+    keyed = table.merge(labels[["patient", "organ"]], on=["patient", "organ"])
+    patients = sorted(keyed["patient"].unique())
+    if len(patients) < 3:
+        raise ModelError(f"leave-one-patient-out needs at least 3 patients with outcomes (got {len(patients)})")
+    dose_col = mean_dose_column(list(table.columns), dose_column)
+    lkb, lkb_info = lkb_ntcp(keyed.reset_index(drop=True), lkb_column)
+    keyed = keyed.reset_index(drop=True).assign(lkb_ntcp=lkb)
+    frames = []
+    for i, p in enumerate(patients):
+        twin = fit_fold(keyed, labels, p, {**params, "n_bootstrap": 0})  # risk CIs: final model only
+        test = keyed[keyed["patient"] == p]
+        risk = twin.risk_trajectory(test, explain=False)
+        train_last = last_rows(keyed[keyed["patient"] != p]).merge(labels, on=["patient", "organ"])
+        md = MeanDoseLogistic(dose_col).fit(train_last, train_last["label"])
+        test_sorted = test.sort_values(["patient", "organ", "fraction"])
+        risk = risk.merge(test_sorted[["patient", "organ", "fraction", "lkb_ntcp"]].assign(
+            mean_dose_risk=md.predict_proba(test_sorted)), on=["patient", "organ", "fraction"])
+        frames.append(risk)
+        if progress:
+            progress(i + 1, len(patients))
+    per_fraction = pd.concat(frames, ignore_index=True).sort_values(["patient", "organ", "fraction"],
+                                                                    ignore_index=True)
+    return LopoResult(per_fraction, summarise_trajectories(per_fraction, labels),
+                      {**lkb_info, "mean_dose_column": dose_col})
+
+
+def summarise_trajectories(per_fraction, labels):
+    """One row per trajectory: final risks, label, onset, warning fraction and lead time."""
+    last = last_rows(per_fraction)
+    warned = per_fraction[per_fraction["warning"]].groupby(["patient", "organ"])["fraction"].min()
+    out = last.merge(labels, on=["patient", "organ"]).set_index(["patient", "organ"])
+    out["warning_fraction"] = warned.reindex(out.index)
+    out["lead_time"] = np.where(out["label"] == 1, out["onset_fraction"] - out["warning_fraction"], np.nan)
+    out["predicted"] = (out["risk"] >= out["threshold"]).astype(int)
+    return out.reset_index().drop(columns=["warning", "top_features"], errors="ignore")
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+def _auc(y, p):
+    from sklearn.metrics import roc_auc_score
+
+    ok = np.isfinite(p)
+    y, p = y[ok], p[ok]
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else np.nan
+
+
+def _point_metrics(t):
+    y = t["label"].to_numpy(int)
+    pred = t["predicted"].to_numpy(int)
+    risk = t["risk"].to_numpy(float)
+    pos, neg = y == 1, y == 0
+    return {"auc": _auc(y, risk),
+            "sensitivity": float(pred[pos].mean()) if pos.any() else np.nan,
+            "specificity": float(1 - pred[neg].mean()) if neg.any() else np.nan,
+            "brier": float(np.mean((risk - y) ** 2)),
+            "lkb_auc": _auc(y, t["lkb_ntcp"].to_numpy(float)),
+            "mean_dose_auc": _auc(y, t["mean_dose_risk"].to_numpy(float))}
+
+
+def calibration_table(y, p, bins=5):
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    return [{"bin": [float(edges[b]), float(edges[b + 1])], "n": int((which == b).sum()),
+             "mean_predicted": float(p[which == b].mean()) if (which == b).any() else None,
+             "observed_rate": float(y[which == b].mean()) if (which == b).any() else None}
+            for b in range(bins)]
+
+
+def metrics(result: LopoResult, n_bootstrap=1000, seed=0) -> dict:
+    """metrics.json body: each headline metric as {"value", "ci95"}, plus n_trajectories,
+    lead_time_fractions, per-fraction AUC and the calibration table."""
+    t = result.trajectories
+    point = _point_metrics(t)
+    rng = np.random.default_rng(seed)
+    patients = t["patient"].unique()
+    rows_of = {p: np.flatnonzero(t["patient"].to_numpy() == p) for p in patients}
+    boots = {k: [] for k in point}
+    lead_boot = []
+    for _ in range(n_bootstrap):
+        idx = np.concatenate([rows_of[p] for p in rng.choice(patients, len(patients))])
+        s = t.iloc[idx]
+        for k, v in _point_metrics(s).items():
+            if np.isfinite(v):
+                boots[k].append(v)
+        lt = s["lead_time"].dropna()
+        if len(lt):
+            lead_boot.append(float(lt.median()))
+    out = {k: {"value": _num(v), "ci95": _ci(boots[k])} for k, v in point.items()}
+    out["n_trajectories"] = int(len(t))
+    out["n_patients"] = int(len(patients))
+    out["n_toxic"] = int(t["label"].sum())
+    lead = t.loc[t["label"] == 1, "lead_time"]
+    out["lead_time_fractions"] = {
+        "value": _num(lead.median()) if lead.notna().any() else None, "ci95": _ci(lead_boot),
+        "statistic": "median over toxic trajectories with a warning and a known onset",
+        "values": [float(v) for v in lead.dropna()],
+        "n_toxic": int((t["label"] == 1).sum()),
+        "n_toxic_with_onset": int(((t["label"] == 1) & t["onset_fraction"].notna()).sum()),
+        "n_toxic_never_warned": int(((t["label"] == 1) & t["warning_fraction"].isna()).sum())}
+    pf = result.per_fraction.merge(t[["patient", "organ", "label"]], on=["patient", "organ"])
+    out["per_fraction_auc"] = [
+        {"fraction": int(k), "n": int(len(g)), "auc": _num(_auc(g["label"].to_numpy(int), g["risk"].to_numpy(float))),
+         "lkb_auc": _num(_auc(g["label"].to_numpy(int), g["lkb_ntcp"].to_numpy(float))),
+         "mean_dose_auc": _num(_auc(g["label"].to_numpy(int), g["mean_dose_risk"].to_numpy(float)))}
+        for k, g in pf.groupby("fraction")]
+    out["calibration"] = calibration_table(t["label"].to_numpy(int), t["risk"].to_numpy(float))
+    out["baselines"] = result.baselines
+    out["bootstrap"] = {"n": n_bootstrap, "seed": seed, "unit": "patient"}
+    return out
+
+
+def _num(v):
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def _ci(values):
+    if len(values) < 2:
+        return [None, None]
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return [float(lo), float(hi)]

@@ -1,0 +1,79 @@
+"""The main job end to end on real synthetic DICOM (the `small_cohort` fixture, fast feature profile):
+`compass run`, `compass report`, and `compass update` computing only the new fraction."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from COMPASSLib.cli import main
+from COMPASSLib.cohort import Cohort
+from COMPASSLib.pipeline import write_subset
+from COMPASSLib.provenance import sha256_file
+
+FAST = ["--profile", "fast", "--epochs", "10", "--bootstrap", "50"]
+
+
+def _manifest(small_cohort, out, fractions, patients=None):
+    return write_subset(small_cohort, out, fractions, patients)   # the fixture itself is never modified
+
+
+@pytest.fixture(scope="module")
+def run_out(small_cohort, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    before = sha256_file(small_cohort)
+    manifest = _manifest(small_cohort, tmp / "two_fractions", fractions=2)
+    rc = main(["run", str(manifest), "-o", str(tmp / "out"), *FAST])
+    assert rc == 0
+    assert sha256_file(small_cohort) == before
+    return tmp / "out"
+
+
+def test_run_writes_metrics_risk_model_and_report(run_out):
+    m = json.loads((run_out / "metrics.json").read_text())
+    for k in ("auc", "sensitivity", "specificity", "brier", "lkb_auc", "mean_dose_auc"):
+        assert set(m[k]) == {"value", "ci95"} and len(m[k]["ci95"]) == 2
+    assert m["n_trajectories"] == 9                       # 3 patients x 3 organs
+    assert "value" in m["lead_time_fractions"]
+    assert m["provenance"]["versions"]["torch"] and m["provenance"]["settings"]["features"]["profile"] == "fast"
+    assert m["baselines"]["geud_column"] == "dvh_eqd2_geud_gy"
+    risk = pd.read_csv(run_out / "risk.csv")
+    assert list(risk.columns[:8]) == ["patient", "organ", "fraction", "risk", "ci_low", "ci_high", "warning",
+                                      "top_features"]
+    assert len(risk) == 9 * 2 and risk["risk"].between(0, 1).all()
+    assert sorted(p.name for p in (run_out / "model").iterdir()) == ["model.json", "weights.safetensors"]
+    html = (run_out / "report.html").read_text()
+    assert html.count('<img src="data:image/png;base64,') == 4 and "LKB" in html
+
+
+def test_report_regenerates(run_out, capsys):
+    (run_out / "report.html").unlink()
+    assert main(["report", str(run_out)]) == 0
+    assert (run_out / "report.html").is_file() and "report.html" in capsys.readouterr().out
+    assert main(["report", str(run_out / "model")]) == 2          # not a run folder: one-line error
+
+
+def test_update_computes_only_the_new_fraction(run_out, small_cohort, tmp_path, capsys):
+    pid = Cohort.load(small_cohort).patients[0].id
+    patient_dir = _manifest(small_cohort, tmp_path / "arrived", fractions=3, patients=[pid]).parent
+    capsys.readouterr()
+    assert main(["update", str(run_out / "model"), str(patient_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{pid}: computed fraction(s) [3]" in out
+    assert out.count("after fraction 3: risk") == 3 and "top:" in out
+    # the same patient as a plain DICOM folder (scanned): everything is in the cache now, same risks
+    assert main(["update", str(run_out / "model"), str(Path(small_cohort).parent / pid)]) == 0
+    again = capsys.readouterr().out
+    assert f"{pid}: computed fraction(s) none (all cached)" in again
+    assert again.splitlines()[1:] == out.splitlines()[1:]
+
+
+def test_run_without_outcomes_is_a_clear_error(small_cohort, tmp_path, capsys):
+    manifest = _manifest(small_cohort, tmp_path / "c", fractions=1)
+    d = json.loads(manifest.read_text())
+    d["outcomes"] = "missing.csv"
+    manifest.write_text(json.dumps(d))
+    assert main(["run", str(manifest), "-o", str(tmp_path / "o"), *FAST]) == 2
+    assert "no outcomes" in capsys.readouterr().err
