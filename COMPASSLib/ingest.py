@@ -10,6 +10,9 @@ warning), dose in Gy (linear; several RTDOSE files of one fraction are summed; a
 InputError), and organ masks from the fraction's RTSTRUCT/labelmap, else the planning one, renamed
 to canonical organs with the manifest's `organs` map (then the synonym table for names the map does
 not mention; ROIs that map to no organ are left out). Two ROIs that map to one organ are united.
+
+`PatientLoader` loads the fractions of one patient and reads what they share once (the reference grid,
+each structure file); it can skip modalities a caller does not use. `load_fraction` is the one-off form.
 Nothing is cached on disk.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from COMPASSLib.cohort import Cohort
+from COMPASSLib.cohort import MODALITIES, Cohort
 from COMPASSLib.errors import CompassError, InputError
 
 log = logging.getLogger(__name__)
@@ -121,24 +124,129 @@ def _structure_names(paths, patient_id, index):
     return None
 
 
-def _load_masks(cohort, patient, frac, grid):
+def _structure_files(patient, frac):
+    """The structure files of a fraction (its own, else the planning ones) and the index they belong to."""
+    if frac.rtstruct:
+        return frac.rtstruct, frac.index
+    if patient.planning is not None and patient.planning.rtstruct:
+        return patient.planning.rtstruct, 0
+    return [], frac.index
+
+
+def _grid_key(grid) -> tuple:
+    """Hashable geometry + frame of reference of a grid: masks rasterised on one grid serve another
+    only when this key is equal."""
+    frame = grid.GetMetaData("FrameOfReferenceUID") if grid.HasMetaDataKey("FrameOfReferenceUID") else ""
+    return (tuple(grid.GetSize()), tuple(grid.GetOrigin()), tuple(grid.GetSpacing()), tuple(grid.GetDirection()),
+            frame)
+
+
+class PatientLoader:
+    """Loads the fractions of one patient, reading what every fraction shares only once: the reference
+    grid (planning-CT headers, or each fraction's dose grid with reference="dose") and the organ masks
+    of a structure file (the planning RTSTRUCT serves every fraction without its own). Memoised in
+    memory for the loader's life only; nothing is cached on disk.
+
+    `modalities`: the images to load ("ct", "pet", "dose", "rtstruct"); a skipped one is None (masks:
+    {}) and is not read at all, e.g. no CT when no CT feature is wanted. `organs`: canonical organs
+    whose masks are wanted (None: every organ the ROI names map to); other ROIs are not rasterised."""
+
+    def __init__(self, cohort, patient_id, reference: str = "ct", modalities=MODALITIES, organs=None):
+        self.cohort = _cohort(cohort)
+        self.patient = self.cohort.patient(patient_id)
+        self.reference = reference
+        modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown:
+            raise InputError(f"unknown modalities {sorted(unknown)} (use {', '.join(MODALITIES)})",
+                             patient=self.patient.id)
+        self.modalities = modalities
+        self.organs = None if organs is None else set(organs)
+        self._grids = {}    # fraction index (None for the CT reference) -> grid
+        self._masks = {}    # (structure file paths, grid key) -> {organ: mask}
+
+    # ---- shared per patient
+    def reference_grid(self, fraction_index=None):
+        """The patient's reference grid (see `load_patient_reference`), read once per loader."""
+        key = None if self.reference == "ct" else fraction_index
+        if key not in self._grids:
+            self._grids[key] = load_patient_reference(self.cohort, self.patient.id, self.reference, fraction_index)
+        import SimpleITK as sitk
+
+        return sitk.Image(self._grids[key])   # a copy (copy-on-write): callers may edit their own
+
+    def masks(self, fraction_index, grid) -> dict:
+        """Canonical organ -> uint8 mask of a fraction on `grid`; each structure file is rasterised once per
+        grid. Returns new image objects each call (sharing pixel buffers copy-on-write), so a caller
+        that edits one does not change what the next fraction gets."""
+        import SimpleITK as sitk
+
+        frac = self.patient.fraction(fraction_index)
+        files, _ = _structure_files(self.patient, frac)
+        key = (tuple(str(p) for p in self.cohort.paths(files)), _grid_key(grid))
+        if key not in self._masks:
+            self._masks[key] = _load_masks(self.cohort, self.patient, frac, grid, self.organs)
+        return {organ: sitk.Image(mask) for organ, mask in self._masks[key].items()}
+
+    # ---- one fraction
+    def load(self, fraction_index, reference_image=None) -> FractionImages:
+        """The images of one fraction on the reference grid (see module doc). `reference_image`: a grid
+        to use instead of the patient's reference (e.g. one the caller already holds)."""
+        cohort, patient = self.cohort, self.patient
+        frac = patient.fraction(fraction_index)
+        wanted = self.modalities
+        if "dose" in wanted and not frac.dose:
+            raise InputError("fraction has no dose file (RTDOSE or dose volume) in the manifest",
+                             file=cohort.root / "cohort.json", patient=patient.id, fraction=fraction_index)
+        grid = reference_image if reference_image is not None else self.reference_grid(frac.index)
+
+        ct = None
+        if "ct" in wanted:
+            if frac.ct:
+                ct_files, index = frac.ct, frac.index
+            else:
+                ct_files, index = _reference_ct_files(patient)
+                log.info("patient %s fraction %s has no CT; using the reference CT", patient.id, frac.index)
+            ct = _on_grid(_read_volume(cohort, ct_files, "ct", patient.id, index), grid,
+                          cohort.paths(ct_files), patient.id, frac.index, default=AIR_HU)
+
+        pet = None
+        if "pet" in wanted and frac.pet:
+            pet = _on_grid(_read_volume(cohort, frac.pet, "pet", patient.id, frac.index), grid,
+                           cohort.paths(frac.pet), patient.id, frac.index)
+        elif "pet" in wanted:
+            log.warning("patient %s fraction %s: no PET; PET features will be missing", patient.id, frac.index)
+
+        dose = None
+        if "dose" in wanted:
+            dose = _on_grid(_read_volume(cohort, frac.dose, "dose", patient.id, frac.index), grid,
+                            cohort.paths(frac.dose), patient.id, frac.index)
+        masks = self.masks(frac.index, grid) if "rtstruct" in wanted else {}
+        return FractionImages(ct=ct, pet=pet, dose=dose, masks=masks, reference=grid,
+                              patient=patient.id, fraction=frac.index)
+
+
+def _load_masks(cohort, patient, frac, grid, organs=None):
     import SimpleITK as sitk
 
     from COMPASSLib.io import read_structures
 
-    files, index = frac.rtstruct, frac.index
-    if not files and patient.planning is not None and patient.planning.rtstruct:
-        files, index = patient.planning.rtstruct, 0
+    files, index = _structure_files(patient, frac)
     if not files:
         log.warning("patient %s fraction %s: no structures (RTSTRUCT/labelmap); no organ masks",
                     patient.id, frac.index)
         return {}
+
+    def kept(organ):
+        return organ is not None and (organs is None or organ in organs)
+
     paths = cohort.paths(files)
     try:
         names = _structure_names(paths, patient.id, frac.index)
-        wanted = None if names is None else [n for n in names if organ_for(n, patient.organs)]
+        wanted = None if names is None else [n for n in names if kept(organ_for(n, patient.organs))]
         if wanted == []:
-            log.warning("patient %s fraction %s: no ROI in %s maps to a known organ", patient.id, frac.index, paths[0])
+            log.warning("patient %s fraction %s: no ROI in %s maps to a%s organ", patient.id, frac.index, paths[0],
+                        " known" if organs is None else " wanted")
             return {}
         rois = read_structures(paths, grid, rois=wanted, patient=patient.id, fraction=frac.index)
     except CompassError as e:
@@ -146,7 +254,7 @@ def _load_masks(cohort, patient, frac, grid):
     masks = {}
     for roi, mask in rois.items():
         organ = organ_for(roi, patient.organs)
-        if organ is None:
+        if not kept(organ):
             continue
         masks[organ] = sitk.Or(masks[organ], mask) if organ in masks else mask
     log.debug("patient %s fraction %s: masks %s from %s (fraction %s)", patient.id, frac.index,
@@ -154,34 +262,12 @@ def _load_masks(cohort, patient, frac, grid):
     return masks
 
 
-def load_fraction(cohort, patient_id, fraction_index, reference: str = "ct") -> FractionImages:
-    """CT, PET, dose and organ masks of one fraction on the patient's reference grid (see module doc)."""
-    cohort = _cohort(cohort)
-    patient = cohort.patient(patient_id)
-    frac = patient.fraction(fraction_index)
-    if not frac.dose:
-        raise InputError("fraction has no dose file (RTDOSE or dose volume) in the manifest",
-                         file=cohort.root / "cohort.json", patient=patient.id, fraction=fraction_index)
+def load_fraction(cohort, patient_id, fraction_index, reference: str = "ct", *, reference_image=None,
+                  modalities=MODALITIES, organs=None) -> FractionImages:
+    """CT, PET, dose and organ masks of one fraction on the patient's reference grid (see module doc).
 
-    grid = load_patient_reference(cohort, patient.id, reference, fraction_index)
-
-    if frac.ct:
-        ct_files, index = frac.ct, frac.index
-    else:
-        ct_files, index = _reference_ct_files(patient)
-        log.info("patient %s fraction %s has no CT; using the reference CT", patient.id, frac.index)
-    ct = _on_grid(_read_volume(cohort, ct_files, "ct", patient.id, index), grid,
-                  cohort.paths(ct_files), patient.id, frac.index, default=AIR_HU)
-
-    if frac.pet:
-        pet = _on_grid(_read_volume(cohort, frac.pet, "pet", patient.id, frac.index), grid,
-                       cohort.paths(frac.pet), patient.id, frac.index)
-    else:
-        log.warning("patient %s fraction %s: no PET; PET features will be missing", patient.id, frac.index)
-        pet = None
-
-    dose = _on_grid(_read_volume(cohort, frac.dose, "dose", patient.id, frac.index), grid,
-                    cohort.paths(frac.dose), patient.id, frac.index)
-    masks = _load_masks(cohort, patient, frac, grid)
-    return FractionImages(ct=ct, pet=pet, dose=dose, masks=masks, reference=grid,
-                          patient=patient.id, fraction=frac.index)
+    For several fractions of one patient use a `PatientLoader` (reads the shared grid and structure files
+    once). `reference_image`: the reference grid when the caller already has it (skips reading it);
+    `modalities`: what to load (others are None); `organs`: canonical organs whose masks are wanted."""
+    loader = PatientLoader(cohort, patient_id, reference, modalities=modalities, organs=organs)
+    return loader.load(fraction_index, reference_image=reference_image)

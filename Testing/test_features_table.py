@@ -71,12 +71,14 @@ def test_one_loader_per_patient_gives_the_per_fraction_ingest_numbers(small_coho
     assert needed_modalities(FAST) == ("pet", "dose", "rtstruct")
     assert needed_modalities(FeatureSettings(profile="full"))[0] == "ct"
 
-    class EveryFractionFromScratch:
+    loader = ingest.PatientLoader
+
+    class EveryFractionFromScratch:   # what load_fraction does: a new full loader (all modalities, organs)
         def __init__(self, cohort, patient_id, reference="ct", **_ignored):
             self.cohort, self.patient_id, self.reference = cohort, patient_id, reference
 
         def load(self, k):
-            return ingest.load_fraction(self.cohort, self.patient_id, k, reference=self.reference)
+            return loader(self.cohort, self.patient_id, self.reference).load(k)
 
     monkeypatch.setattr(ingest, "PatientLoader", EveryFractionFromScratch)
     reference = extract_cohort(small_cohort, FAST, progress=False)

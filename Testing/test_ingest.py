@@ -139,3 +139,113 @@ def test_real_patient_without_dose(shared_data, tmp_path):
     with pytest.raises(InputError, match="no dose") as err:
         load_fraction(cohort, "STS_002", 1)
     assert "patient STS_002" in str(err.value) and "fraction 1" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------- PatientLoader
+def _arrays(images):
+    out = {"reference": images.reference, "ct": images.ct, "pet": images.pet, "dose": images.dose,
+           **{f"mask_{k}": v for k, v in images.masks.items()}}
+    return {k: (None if v is None else (sitk.GetArrayFromImage(v), v.GetOrigin(), v.GetSpacing(), v.GetDirection()))
+            for k, v in out.items()}
+
+
+def _assert_same_images(a, b):
+    a, b = _arrays(a), _arrays(b)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] is None) == (b[k] is None), k
+        if a[k] is not None:
+            np.testing.assert_array_equal(a[k][0], b[k][0], err_msg=k)
+            assert a[k][1:] == b[k][1:], k
+
+
+def test_loader_reads_shared_files_once_and_equals_load_fraction(manifest, monkeypatch):
+    """One loader per patient: the reference grid and the planning RTSTRUCT (used by fraction 2, and here
+    by fraction 1 too) are read once, and every image is voxel-for-voxel what load_fraction gives."""
+    import COMPASSLib.io as io
+    from COMPASSLib import ingest
+    from COMPASSLib.cohort import Cohort
+
+    cohort = Cohort.load(manifest)
+    cohort.patient("P001").fraction(1).rtstruct = []   # both fractions now use the planning structures
+    fresh = {k: load_fraction(cohort, "P001", k) for k in (1, 2)}
+
+    calls = {"grid": 0, "structures": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapper
+
+    monkeypatch.setattr(ingest, "load_patient_reference", counted("grid", ingest.load_patient_reference))
+    monkeypatch.setattr(io, "read_structures", counted("structures", io.read_structures))
+    loader = ingest.PatientLoader(cohort, "P001")
+    loaded = {k: loader.load(k) for k in (1, 2)}
+    assert calls == {"grid": 1, "structures": 1}
+    for k in (1, 2):
+        _assert_same_images(loaded[k], fresh[k])
+    assert sorted(loaded[1].masks) == ["Heart", "SpinalCord"]
+    # each fraction gets its own mask objects: editing one leaves the other fraction's (and the cache) alone
+    loaded[1].masks["Heart"][0, 0, 0] = 7
+    assert loader.load(2).masks["Heart"][0, 0, 0] == 0 and loaded[2].masks["Heart"][0, 0, 0] == 0
+
+
+def test_loader_skips_modalities_and_organs(manifest, monkeypatch):
+    from COMPASSLib import ingest
+
+    read = []
+    real = ingest._read_volume
+    monkeypatch.setattr(ingest, "_read_volume", lambda c, files, modality, *a: read.append(modality) or real(
+        c, files, modality, *a))
+    full = load_fraction(manifest, "P001", 2)
+    read.clear()
+    f = ingest.PatientLoader(manifest, "P001", modalities=("dose", "rtstruct"), organs=["SpinalCord"]).load(2)
+    assert read == ["dose"]                                     # no CT read at all
+    assert f.ct is None and f.pet is None and list(f.masks) == ["SpinalCord"]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(f.dose), sitk.GetArrayFromImage(full.dose))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(f.masks["SpinalCord"]),
+                                  sitk.GetArrayFromImage(full.masks["SpinalCord"]))
+    # load_fraction takes the same keywords, and a reference grid the caller already holds
+    grid = load_patient_reference(manifest, "P001")
+    read.clear()
+    g = load_fraction(manifest, "P001", 1, reference_image=grid, modalities=["ct"])
+    assert read == ["ct"] and g.dose is None and g.masks == {} and g.reference is grid
+    assert same_grid(g.ct, grid, tol=0)
+    with pytest.raises(InputError, match="unknown modalities.*mri"):
+        ingest.PatientLoader(manifest, "P001", modalities=("ct", "mri"))
+
+
+@pytest.mark.parametrize("bits, stored, signed, syntax", [
+    (16, 16, 1, "1.2.840.10008.1.2.1"), (16, 16, 0, "1.2.840.10008.1.2"), (8, 8, 0, "1.2.840.10008.1.2.1"),
+    (32, 32, 1, "1.2.840.10008.1.2.1"), (16, 12, 1, "1.2.840.10008.1.2.1"), (16, 16, 1, "1.2.840.10008.1.2.2")])
+def test_native_pixels_equal_pydicom_or_defer_to_it(tmp_path, bits, stored, signed, syntax):
+    """The fast path of series reading returns pydicom's own pixel_array values, and hands anything it
+    does not cover exactly (12 of 16 bits stored: sign extension; big endian) back to pydicom."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+
+    from COMPASSLib.io.dicom_series import native_pixels
+
+    rng = np.random.default_rng(bits + stored + signed)
+    lo, hi = (-(2 ** (stored - 1)), 2 ** (stored - 1)) if signed else (0, 2 ** stored)
+    values = rng.integers(lo, hi, size=(3, 5)).astype(f"{'i' if signed else 'u'}{bits // 8}")
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = syntax
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4"
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4", "CT"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 3, 5, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, stored, stored - 1, signed
+    ds.PixelData = values.astype(values.dtype.newbyteorder(">" if syntax.endswith("2.2") else "<")).tobytes()
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    ds = pydicom.dcmread(path)
+    fast = native_pixels(ds)
+    if stored != bits or syntax.endswith("2.2"):
+        assert fast is None
+    else:
+        assert fast.dtype == ds.pixel_array.dtype
+        np.testing.assert_array_equal(fast, ds.pixel_array)
+        np.testing.assert_array_equal(fast, values)

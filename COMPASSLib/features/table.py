@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +30,11 @@ FEATURE_CODE_VERSION = "1"
 KEYS = ("patient", "organ", "fraction")
 GROUPS = ("bed_", "dvh_", "shape_", "dose_", "ct_", "pet_", "clin_")
 _DELTA_GROUPS = ("ct_", "pet_")
+
+
+# pyradiomics' parameter validation (pykwalify + ruamel.yaml) is not thread-safe: two Dask worker threads
+# building extractors at once fail with YAML parse errors. Building is serialised; extraction is not.
+_PYRADIOMICS_SETUP = threading.Lock()
 
 
 class FeatureWarning(UserWarning):
@@ -116,10 +122,12 @@ def _extractors(settings: FeatureSettings) -> dict:
     copy of the extractor's settings, so one extractor serves every fraction."""
     from COMPASSLib.features import radiomics as rad
 
-    extractors = {m: rad.make_extractor(settings.params(m), source=settings.radiomics_params.get(m))
-                  for m, classes in settings.radiomics.items() if classes}
-    if settings.shape:
-        extractors["shape"] = rad.make_extractor({"featureClass": {"shape": []}, "setting": {"label": 1}}, shape=True)
+    with _PYRADIOMICS_SETUP:
+        extractors = {m: rad.make_extractor(settings.params(m), source=settings.radiomics_params.get(m))
+                      for m, classes in settings.radiomics.items() if classes}
+        if settings.shape:
+            extractors["shape"] = rad.make_extractor({"featureClass": {"shape": []}, "setting": {"label": 1}},
+                                                     shape=True)
     return extractors
 
 
@@ -198,7 +206,8 @@ def _fraction_rows(images, organs, settings: FeatureSettings, state: dict, prev_
         else:
             row.update({c: math.nan for c in petmod.PET_COLUMNS})
             if "pet" in extractors:
-                row.update(rad.nan_features(settings.params("pet"), "pet"))
+                with _PYRADIOMICS_SETUP:   # builds an extractor (once) to name the columns
+                    row.update(rad.nan_features(settings.params("pet"), "pet"))
         timings["radiomics_s"] += time.perf_counter() - t0
         rows.append(row)
     if images.pet is None:

@@ -2,6 +2,9 @@
 
 Prints the wall time per patient-fraction, the share spent in pyradiomics, I/O (reading DICOM) and
 resampling onto the reference grid, and the speed-up of 2 worker processes over 1 measured side by side.
+Also the ingest the table uses (one `ingest.PatientLoader` per patient: reference grid and structure
+files read once, only the modalities and organs the profile needs) against the reference of a full
+`ingest.load_fraction` per fraction, side by side on the same cohort.
 
     .venv/bin/python Testing/Benchmarks/bench_features.py [--patients 8 --fractions 5 --size full]
         [--profile full|fast] [--cohort existing/cohort.json]
@@ -39,6 +42,31 @@ def _max_rel_difference(a, b) -> float:
     return float(np.nanmax(np.where(np.isnan(diff), np.inf, diff)))
 
 
+def _ingest_side_by_side(cohort, settings) -> tuple:
+    """Seconds per patient-fraction to load every fraction: full load_fraction each time (reference) and one
+    PatientLoader per patient with the profile's modalities and organs (what features.table does)."""
+    from COMPASSLib.cohort import Cohort
+    from COMPASSLib.features.settings import organs_to_score
+    from COMPASSLib.features.table import needed_modalities
+    from COMPASSLib.ingest import PatientLoader, load_fraction
+
+    cohort = Cohort.load(cohort)
+    organs = organs_to_score(settings, cohort)
+    pairs = [(p.id, f.index) for p in cohort.patients for f in p.fractions]
+    t0 = time.perf_counter()
+    for pid, k in pairs:
+        load_fraction(cohort, pid, k, reference=settings.reference)
+    reference = (time.perf_counter() - t0) / len(pairs)
+    t0 = time.perf_counter()
+    loaders = {}
+    for pid, k in pairs:
+        if pid not in loaders:
+            loaders = {pid: PatientLoader(cohort, pid, settings.reference, modalities=needed_modalities(settings),
+                                          organs=organs)}
+        loaders[pid].load(k)
+    return reference, (time.perf_counter() - t0) / len(pairs)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cohort", help="use this cohort.json instead of generating one")
@@ -64,6 +92,7 @@ def main(argv=None) -> int:
                                      seed=args.seed, size=args.size)
             print(f"generated {args.patients} x {args.fractions} ({args.size}) in {time.perf_counter() - t0:.1f} s")
         settings = FeatureSettings(profile=args.profile)
+        ingest_reference, ingest_loader = _ingest_side_by_side(cohort, settings)
 
         # 1 worker, in this process, with timers around pyradiomics and the resampling functions
         spent: dict = {}
@@ -91,6 +120,8 @@ def main(argv=None) -> int:
         print(f"   {name:18s} {value:8.2f} s  {100 * value / wall1:5.1f} %")
     rest = wall1 - spent.get("pyradiomics", 0.0) - io_and_resampling
     print(f"   {'other (BED, DVH, SUVpeak, cache, pandas)':18s} {rest:8.2f} s  {100 * rest / wall1:5.1f} %")
+    print(f"ingest per patient-fraction: load_fraction each time (reference) {ingest_reference:.3f} s, "
+          f"PatientLoader ({args.profile} profile) {ingest_loader:.3f} s: {ingest_reference / ingest_loader:.2f}x")
     print(f"2 workers: {wall2:8.2f} s  = {wall2 / n:.3f} s per patient-fraction")
     print(f"speed-up 2 workers over 1: {wall1 / wall2:.2f}x  (largest relative difference between the two "
           f"tables: {same:.2g})")
