@@ -1,0 +1,85 @@
+"""The batch entry point under plain Python with the slicer-core wheel: one .mrb per patient that reads
+back with the patient's nodes, and clear exit codes on bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="slicer-core wheel not installed")
+
+from COMPASSLib import batch, mrml  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cohort_json(request):
+    synth = pytest.importorskip("COMPASSLib.synth")
+    if not hasattr(synth, "generate_cohort"):
+        pytest.skip("COMPASSLib.synth.generate_cohort not available yet")
+    return request.getfixturevalue("small_cohort")
+
+
+def write_risk(cohort_json, path):
+    """A risk.csv in `compass run`'s format for every patient, organ and fraction of the cohort."""
+    import pandas as pd
+
+    from COMPASSLib.cohort import Cohort
+
+    cohort = Cohort.load(cohort_json)
+    rng = np.random.default_rng(1)
+    rows = [{"patient": p.id, "organ": o, "fraction": f.index, "risk": round(float(rng.uniform()), 6),
+             "ci_low": 0.0, "ci_high": 1.0, "warning": 0}
+            for p in cohort.patients for o in p.canonical_organs for f in p.fractions]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return cohort
+
+
+def test_batch_script_writes_an_mrb_that_reads_back(cohort_json, tmp_path):
+    risk = tmp_path / "risk.csv"
+    cohort = write_risk(cohort_json, risk)
+    pid = cohort.patient_ids[-1]
+    out = tmp_path / "out"
+    # As Slicer's --python-script runs it: the file itself, not the package.
+    proc = subprocess.run([sys.executable, str(REPO / "COMPASSLib" / "batch.py"), "--cohort", str(cohort_json),
+                           "--out", str(out), "--risk", str(risk), "--patients", pid],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mrb = out / "scenes" / f"{pid}.mrb"
+    assert mrb.is_file() and (out / "scenes" / "provenance.json").is_file()
+    scene = mrml.load_scene(mrb)
+    n = len(cohort.patient(pid).fractions)
+    volumes = [v for v in mrml.nodes_by_class(scene, "vtkMRMLScalarVolumeNode")
+               if v.GetAttribute("COMPASS.patient") == pid and v.GetAttribute("COMPASS.modality") == "bed"
+               and not v.GetName().endswith("(current fraction)")]   # the browser's proxy node
+    assert len(volumes) == n
+    seqs = {s.GetAttribute("COMPASS.modality") for s in mrml.nodes_by_class(scene, "vtkMRMLSequenceNode")}
+    assert {"ct", "dose", "segmentation", "bed", "eqd2"} <= seqs
+    assert len(mrml.nodes_by_class(scene, "vtkMRMLSegmentationNode")) >= n
+    tables = [t for t in mrml.nodes_by_class(scene, "vtkMRMLTableNode") if t.GetAttribute("COMPASS.content") == "risk"]
+    assert len(tables) == 1
+    column = tables[0].GetTable().GetColumnByName("risk")
+    import pandas as pd
+
+    expected = pd.read_csv(risk).query("patient == @pid").sort_values(["organ", "fraction"])["risk"].to_numpy()
+    np.testing.assert_allclose([column.GetValue(i) for i in range(column.GetNumberOfValues())], expected, rtol=1e-12)
+    assert len(mrml.nodes_by_class(scene, "vtkMRMLPlotChartNode")) == 1
+
+
+def test_batch_errors_exit_with_code_and_message(tmp_path, capsys):
+    assert batch.main(["--cohort", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
+                       "--risk", str(tmp_path / "r.csv")]) == 2
+    assert "cohort manifest not found" in capsys.readouterr().err
+    assert batch.main(["--out", str(tmp_path)]) == 1          # --cohort missing: argparse usage error
+
+
+def test_batch_unknown_patient_is_an_input_error(cohort_json, tmp_path, capsys):
+    risk = tmp_path / "risk.csv"
+    write_risk(cohort_json, risk)
+    code = batch.main(["--cohort", str(cohort_json), "--out", str(tmp_path / "o"), "--risk", str(risk),
+                       "--patients", "NOBODY"])
+    assert code == 2 and "NOBODY" in capsys.readouterr().err
