@@ -293,6 +293,22 @@ def test_chunking_device_and_inputs_untouched():
     np.testing.assert_allclose(f32["glcm:Contrast"], whole["glcm:Contrast"], rtol=1e-5)
 
 
+def test_many_grey_levels_slices_and_float_moments_equal_default(monkeypatch):
+    """Kernels spanning hundreds of grey levels: the per-direction histograms are split into slices
+    of centres to bound memory, and the central moments fall back from exact int64 to float64 where
+    int64 could overflow; both give the default path's maps (equal to pyradiomics above)."""
+    from COMPASSLib.features import _texture_torch as tt
+
+    dose, organ = synthetic_dose(shape=(7, 8, 9), seed=6)
+    args = dict(radius=1, bin_width=0.05, threads=1)          # ~1000 grey levels in the ROI
+    default = texture_maps(dose, organ, ["glcm:*"], **args)
+    monkeypatch.setattr(tt, "_HISTOGRAM_BYTES", 2 ** 20)
+    monkeypatch.setattr(tt, "_INT64_MOMENT_BOUND", 0)
+    sliced = texture_maps(dose, organ, ["glcm:*"], **args)
+    for k in default:
+        np.testing.assert_allclose(sliced[k], default[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
 def test_bad_input_is_a_clear_feature_error():
     dose, organ = synthetic_dose(shape=(6, 6, 6))
     with pytest.raises(FeatureError, match="unknown glcm feature 'Contrastt'"):

@@ -5,13 +5,23 @@ gathers, for every centre, the (2r+1)^3 kernel values, grey levels and ROI flags
 (S kernel positions in C order), and these functions return a dict feature name -> (V,) tensor.
 
 The definitions follow pyradiomics 3.0.1 (firstorder.py, glcm.py, cmatrices.c) exactly, but the
-GLCM is never built as an Ng x Ng matrix: every GLCM feature is a sum over the co-occurring pairs of
-one kernel and one direction, or over the distinct values among them (found by sorting the pair
-codes and counting runs). That keeps the cost proportional to the number of pairs in a kernel
-(158 per direction set at radius 1) whatever the number of grey levels in the ROI.
+GLCM is never built as an Ng x Ng matrix. Per kernel and direction:
+* the moment features (contrast, averages, variances, cluster moments, inverse differences) are sums
+  over the pairs of a function of the difference |i - j| or of the sum i + j: two short histograms
+  (as long as the kernel's span of grey levels) summed against tables of those functions; the
+  central moments from whole-number power sums in int64 (exact, one rounding);
+* the joint-cell features (entropy, energy, maximum) from one sort of the one-way pair codes;
+* the marginals (Imc1, Imc2, MCC) from one sort of the kernel's own grey levels per centre;
+* MCC from the eigenvalues of the small matrix of the levels present, deflated by its known top
+  eigenvector and solved in batches of equal size.
+Entropy terms come from a table of p log2(p + eps) over whole-number counts (bitwise the same
+terms). First order sorts each kernel's ROI-wide value ranks (int32) once for the percentiles and
+the grey-level histogram. The cost grows with the pairs in a kernel and the grey levels a kernel
+spans, not with the number of grey levels in the ROI.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -20,6 +30,10 @@ import torch
 
 # numpy.spacing(1): the epsilon pyradiomics adds inside every log2.
 EPS = float(np.spacing(1))
+# Memory for the per-direction difference and sum histograms of one slice of kernel centres.
+_HISTOGRAM_BYTES = 256 * 2 ** 20
+# Bound on the int64 terms of the exact central moments (int64 overflows at 2^63).
+_INT64_MOMENT_BOUND = 2 ** 63
 # How close (in units of eps x entropy) HXY2 and HXY must be to count as equal for Imc2.
 _SAME_ENTROPY_ULPS = 64
 
@@ -35,8 +49,9 @@ GLCM_FEATURES = (
     "MaximumProbability", "SumAverage", "SumEntropy", "SumSquares")
 
 
+@functools.lru_cache(maxsize=8)
 def kernel_offsets(radius: int) -> np.ndarray:
-    """(S, 3) offsets (dz, dy, dx) of a cube of half-width `radius`, in C order."""
+    """(S, 3) offsets (dz, dy, dx) of a cube of half-width `radius`, in C order (cached: read only)."""
     r = range(-radius, radius + 1)
     return np.array(list(itertools.product(r, r, r)), dtype=np.int64)
 
@@ -48,12 +63,14 @@ def glcm_directions() -> np.ndarray:
     return np.array(dirs, dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=8)
 def pair_tables(radius: int):
     """For each direction, the kernel positions (a, b) with b = a + direction inside the cube,
     grouped by the number of pairs (axis, face-diagonal and body-diagonal directions of a cube each
     have the same count), so that no table needs padding.
 
-    Returns a list of (first, second) int64 arrays of shape (directions in group, pairs)."""
+    Returns a tuple of (first, second) int64 arrays of shape (directions in group, pairs); cached
+    (one Python loop per radius per process), so read only."""
     offs = kernel_offsets(radius)
     index = {tuple(o): k for k, o in enumerate(offs)}
     groups: dict[int, list] = {}
@@ -64,7 +81,7 @@ def pair_tables(radius: int):
     for _, dirs in sorted(groups.items(), reverse=True):
         arr = np.array(dirs, dtype=np.int64)              # (directions, pairs, 2)
         tables.append((arr[..., 0].copy(), arr[..., 1].copy()))
-    return tables
+    return tuple(tables)
 
 
 # --------------------------------------------------------------------------- helpers on sorted runs
@@ -85,10 +102,30 @@ def _run_counts(sorted_codes: torch.Tensor, valid_sorted: torch.Tensor):
     return counts, run_id
 
 
-def _entropy_of_counts(counts: torch.Tensor, total: torch.Tensor, dtype) -> torch.Tensor:
-    """-sum p log2(p + eps) over runs, p = count / total (pyradiomics' entropy; unused runs give 0)."""
-    p = counts.to(dtype) / total.unsqueeze(-1)
-    return -(p * torch.log2(p + EPS)).sum(-1)
+@functools.lru_cache(maxsize=16)
+def _plogp_table(max_total: int, dtype, device) -> torch.Tensor:
+    """p log2(p + eps) for p = c / t, all whole c, t in 0..max_total, flat at c * (max_total + 1) + t
+    (0 where t = 0): the entropy terms of counts without a log per count. Each term is computed
+    with the same floating-point operations as directly, so the terms are bitwise equal."""
+    c = torch.arange(max_total + 1, dtype=dtype, device=device)
+    p = c.unsqueeze(1) / c.clamp(min=1).unsqueeze(0)
+    table = p * torch.log2(p + EPS)
+    table[:, 0] = 0
+    return table.reshape(-1)
+
+
+def _plogp(counts: torch.Tensor, total: torch.Tensor, max_total: int, dtype) -> torch.Tensor:
+    """p log2(p + eps) with p = counts / total (whole numbers, counts <= total <= max_total;
+    `total` broadcasts against `counts` without its last axis)."""
+    table = _plogp_table(int(max_total), dtype, counts.device)
+    idx = counts * (int(max_total) + 1) + total.unsqueeze(-1)
+    return table.index_select(0, idx.reshape(-1)).reshape(idx.shape)
+
+
+def _entropy_of_counts(counts: torch.Tensor, total: torch.Tensor, max_total: int, dtype) -> torch.Tensor:
+    """-sum p log2(p + eps), p = count / total (pyradiomics' entropy; zero counts give 0); counts and
+    total whole numbers (int64) up to max_total."""
+    return -_plogp(counts, total, max_total, dtype).sum(-1)
 
 
 def _masked_sort(codes: torch.Tensor, valid: torch.Tensor, sentinel: int):
@@ -109,61 +146,79 @@ def _nanmean_angles(values: torch.Tensor, angle_ok: torch.Tensor) -> torch.Tenso
 
 # --------------------------------------------------------------------------- first order
 
-def _percentile(sorted_vals: torch.Tensor, n: torch.Tensor, q: float) -> torch.Tensor:
-    """numpy.nanpercentile (method 'linear') of rows whose n valid values come first, sorted."""
-    pos = (q / 100.0) * (n.to(sorted_vals.dtype) - 1)
+def _percentiles(sorted_vals: torch.Tensor, n: torch.Tensor, qs) -> torch.Tensor:
+    """numpy.nanpercentile (method 'linear') at each q of `qs` of rows whose n valid values come
+    first, sorted: (V, len(qs)), all in one gather."""
+    q = torch.tensor([x / 100.0 for x in qs], dtype=sorted_vals.dtype, device=sorted_vals.device)
+    pos = q * (n.to(sorted_vals.dtype) - 1).unsqueeze(-1)
     lo = torch.floor(pos).to(torch.int64).clamp(min=0)
     hi = torch.ceil(pos).to(torch.int64).clamp(min=0)
-    a = torch.gather(sorted_vals, -1, lo.unsqueeze(-1)).squeeze(-1)
-    b = torch.gather(sorted_vals, -1, hi.unsqueeze(-1)).squeeze(-1)
+    ab = torch.gather(sorted_vals, -1, torch.cat([lo, hi], -1))
+    a, b = ab[..., :len(qs)], ab[..., len(qs):]
     t = pos - lo.to(pos.dtype)
     diff = b - a
     # numpy's _lerp: a + d t, or b - d (1 - t) when t >= 0.5 (keeps the result monotone)
     return torch.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
 
 
-def firstorder(values, levels, inside, wanted, *, voxel_array_shift=0.0, voxel_volume=1.0):
+def firstorder(values, levels, inside, wanted, *, ranks, rank_values, rank_levels, voxel_array_shift=0.0,
+               voxel_volume=1.0):
     """First-order features of each kernel: `values` (V, S) float image values, `levels` (V, S) int
-    grey levels, `inside` (V, S) bool (kernel voxel in the ROI). Same formulas as pyradiomics'
-    firstorder.py in voxel-based mode (NaN-masked kernels, entropy on discretised levels)."""
+    grey levels, `inside` (V, S) bool (kernel voxel in the ROI), `ranks` (V, S) int32: rank of each
+    value among the ROI's distinct values `rank_values` (their grey levels `rank_levels`). Same
+    formulas as pyradiomics' firstorder.py in voxel-based mode (NaN-masked kernels, entropy on
+    discretised levels)."""
+    wanted = set(wanted)
     dtype = values.dtype
     zero = torch.zeros((), dtype=dtype, device=values.device)
     n = inside.sum(-1)
     nf = n.to(dtype)
-    x = torch.where(inside, values, zero)
     out = {}
-    mean = x.sum(-1) / nf
-    dev = torch.where(inside, values - mean.unsqueeze(-1), zero)
-
-    def moment(k):
-        return (dev ** k).sum(-1) / nf
-
-    shifted = torch.where(inside, values + voxel_array_shift, zero)
-    energy = (shifted ** 2).sum(-1)
-    if "Energy" in wanted:
-        out["Energy"] = energy
-    if "TotalEnergy" in wanted:
-        out["TotalEnergy"] = energy * voxel_volume
-    if "RootMeanSquared" in wanted:
-        out["RootMeanSquared"] = torch.sqrt(energy / nf)
+    mean = torch.where(inside, values, zero).sum(-1) / nf
     if "Mean" in wanted:
         out["Mean"] = mean
-    if "Variance" in wanted:
-        out["Variance"] = torch.sqrt(moment(2)) ** 2  # numpy.nanstd(...) ** 2, as pyradiomics
-    if "Skewness" in wanted or "Kurtosis" in wanted:
-        m2 = moment(2)
-        m2 = torch.where(m2 == 0, torch.ones_like(m2), m2)  # flat kernel: m3 = m4 = 0 -> feature 0
+    if {"Energy", "TotalEnergy", "RootMeanSquared"} & wanted:
+        shifted = torch.where(inside, values + voxel_array_shift, zero)
+        energy = (shifted * shifted).sum(-1)
+        if "Energy" in wanted:
+            out["Energy"] = energy
+        if "TotalEnergy" in wanted:
+            out["TotalEnergy"] = energy * voxel_volume
+        if "RootMeanSquared" in wanted:
+            out["RootMeanSquared"] = torch.sqrt(energy / nf)
+    if {"Variance", "Skewness", "Kurtosis", "MeanAbsoluteDeviation"} & wanted:
+        dev = torch.where(inside, values - mean.unsqueeze(-1), zero)
+        dev2 = dev * dev
+        m2 = dev2.sum(-1) / nf
+        if "Variance" in wanted:
+            out["Variance"] = torch.sqrt(m2) ** 2  # numpy.nanstd(...) ** 2, as pyradiomics
+        flat_safe = torch.where(m2 == 0, torch.ones_like(m2), m2)  # flat kernel: m3 = m4 = 0 -> 0
         if "Skewness" in wanted:
-            out["Skewness"] = moment(3) / m2 ** 1.5
+            out["Skewness"] = ((dev2 * dev).sum(-1) / nf) / flat_safe ** 1.5
         if "Kurtosis" in wanted:
-            out["Kurtosis"] = moment(4) / m2 ** 2.0
-    if "MeanAbsoluteDeviation" in wanted:
-        out["MeanAbsoluteDeviation"] = dev.abs().sum(-1) / nf
+            out["Kurtosis"] = ((dev2 * dev2).sum(-1) / nf) / flat_safe ** 2.0
+        if "MeanAbsoluteDeviation" in wanted:
+            out["MeanAbsoluteDeviation"] = dev.abs().sum(-1) / nf
     need_sorted = {"Minimum", "Maximum", "Range", "10Percentile", "90Percentile", "Median",
-                   "InterquartileRange", "RobustMeanAbsoluteDeviation"} & set(wanted)
+                   "InterquartileRange", "RobustMeanAbsoluteDeviation"} & wanted
+    need_counts = {"Entropy", "Uniformity"} & wanted
+    if not (need_sorted or need_counts):
+        return out
+    # One sort serves both, of the values' ROI-wide ranks (int32 sorts faster than float64): the
+    # sorted values and, as grey levels grow with the value, the sorted levels are looked up.
+    sr = torch.sort(torch.where(inside, ranks, torch.iinfo(torch.int32).max), dim=-1).values
+    sr = sr.clamp_(max=len(rank_values) - 1).to(torch.int64)   # entries past n are never read
+    sv = rank_values.index_select(0, sr.reshape(-1)).reshape(sr.shape)
+    if need_counts:
+        first_n = torch.arange(levels.shape[-1], device=levels.device) < n.unsqueeze(-1)
+        sorted_levels = rank_levels.index_select(0, sr.reshape(-1)).reshape(sr.shape)
+        counts, _ = _run_counts(sorted_levels, first_n)
+        if "Entropy" in wanted:
+            out["Entropy"] = _entropy_of_counts(counts, n, levels.shape[-1], dtype)
+        if "Uniformity" in wanted:
+            p = counts.to(dtype) / nf.unsqueeze(-1)
+            out["Uniformity"] = (p * p).sum(-1)
     if need_sorted:
-        inf = torch.tensor(float("inf"), dtype=dtype, device=values.device)
-        sv = torch.sort(torch.where(inside, values, inf), dim=-1).values
         vmin = sv[..., 0]
         vmax = torch.gather(sv, -1, (n - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
         if "Minimum" in wanted:
@@ -172,7 +227,8 @@ def firstorder(values, levels, inside, wanted, *, voxel_array_shift=0.0, voxel_v
             out["Maximum"] = vmax
         if "Range" in wanted:
             out["Range"] = vmax - vmin
-        pct = {q: _percentile(sv, n, q) for q in (10, 25, 50, 75, 90)}
+        qs = (10, 25, 50, 75, 90)
+        pct = dict(zip(qs, _percentiles(sv, n, qs).unbind(-1)))
         if "10Percentile" in wanted:
             out["10Percentile"] = pct[10]
         if "90Percentile" in wanted:
@@ -187,15 +243,6 @@ def firstorder(values, levels, inside, wanted, *, voxel_array_shift=0.0, voxel_v
             m = torch.where(keep, values, zero).sum(-1) / nk
             out["RobustMeanAbsoluteDeviation"] = torch.where(
                 keep, (values - m.unsqueeze(-1)).abs(), zero).sum(-1) / nk
-    if "Entropy" in wanted or "Uniformity" in wanted:
-        sentinel = int(torch.iinfo(torch.int64).max)
-        sorted_levels, ok, _ = _masked_sort(levels, inside, sentinel)
-        counts, _ = _run_counts(sorted_levels, ok)
-        if "Entropy" in wanted:
-            out["Entropy"] = _entropy_of_counts(counts, nf, dtype)
-        if "Uniformity" in wanted:
-            p = counts.to(dtype) / nf.unsqueeze(-1)
-            out["Uniformity"] = (p ** 2).sum(-1)
     return out
 
 
@@ -207,165 +254,210 @@ def glcm(levels, inside, tables, wanted, *, ng_max: int, roi_levels: int = 2, dt
     `levels` (V, S) grey levels and `inside` (V, S) ROI flags of the kernel positions; `tables` the
     direction groups of pair_tables (as tensors). `ng_max` is pyradiomics' Ng (highest grey level in
     the ROI), used by Idmn and Idn; `roi_levels` the number of distinct grey levels in the ROI."""
-    parts = [_glcm_directions(levels, inside, first, second, wanted, ng_max=ng_max, dtype=dtype)
+    big = torch.iinfo(torch.int64).max
+    lmin = torch.where(inside, levels, big).min(-1).values
+    span = int((torch.where(inside, levels, 0).max(-1).values - lmin).max().item())
+    # The difference and sum histograms take (centres x 13 x (3 span + 2)) counts: centres in
+    # slices whose histograms stay within the budget (kernels spanning many grey levels).
+    step = max(1, _HISTOGRAM_BYTES // (13 * (3 * span + 2) * 16))
+    if step < levels.shape[0]:
+        parts = [glcm(levels[a:a + step], inside[a:a + step], tables, wanted, ng_max=ng_max,
+                      roi_levels=roi_levels, dtype=dtype) for a in range(0, levels.shape[0], step)]
+        return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+    local = None
+    if {"Imc1", "Imc2", "MCC"} & set(wanted):
+        # The marginals of every direction count the levels of the kernel voxels that are ends of
+        # pairs: one sort of the S kernel levels per centre (instead of one sort of the 2P
+        # symmetric pair codes per direction) gives each kernel voxel the rank of its level
+        # among the levels present in the kernel.
+        sentinel = int(torch.iinfo(torch.int64).max)
+        sorted_levels, ok, perm = _masked_sort(levels, inside, sentinel)
+        _, run = _run_counts(sorted_levels, ok)
+        local = torch.empty_like(run).scatter_(-1, perm, run)
+    parts = [_glcm_directions(levels, inside, first, second, wanted, ng_max=ng_max, dtype=dtype,
+                              local=local, lmin=lmin, span=span)
              for first, second in tables]
     angle_ok = torch.cat([p[1] for p in parts], -1)
-    result = {name: _nanmean_angles(torch.cat([p[0][name] for p in parts], -1), angle_ok)
-              for name in parts[0][0]}
+    names = list(parts[0][0])
+    # all features at once: (V, features, 13 directions)
+    stacked = torch.cat([torch.stack([p[0][name] for name in names], 1) for p in parts], -1)
+    result = dict(zip(names, _nanmean_angles(stacked, angle_ok.unsqueeze(1)).unbind(1)))
     if "MCC" in result and roi_levels < 2:
         # pyradiomics returns 1 for every voxel when the whole ROI has one grey level
         result["MCC"] = torch.ones_like(result["MCC"])
     return result
 
 
-def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtype=torch.float64):
+def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtype=torch.float64,
+                     local=None, lmin=None, span=0):
     """Per-direction GLCM features of one group of directions with P pairs each: returns
-    ({name: (V, directions)}, directions-with-pairs mask (V, directions))."""
+    ({name: (V, directions)}, directions-with-pairs mask (V, directions)). `local` (V, S): rank of
+    each kernel voxel's level among the kernel's levels (needed for Imc1, Imc2 and MCC); `lmin` (V,)
+    the kernel's lowest level and `span` the largest highest-minus-lowest level of the chunk."""
     V = levels.shape[0]
     shape = (V,) + tuple(first.shape)
     li = levels.index_select(1, first.reshape(-1)).reshape(shape)     # (V, directions, P)
     lj = levels.index_select(1, second.reshape(-1)).reshape(shape)
     ok = (inside.index_select(1, first.reshape(-1)) & inside.index_select(1, second.reshape(-1))).reshape(shape)
-    gi = li.to(dtype)
-    gj = lj.to(dtype)
     n = ok.sum(-1)                                          # one-way pairs per direction
     angle_ok = n > 0
     nf = n.to(dtype).clamp(min=1)
     zero = torch.zeros((), dtype=dtype, device=levels.device)
-    okf = ok.to(dtype)
-
-    def pair_mean(f):
-        # Mean over the n one-way pairs (= over the 2n entries of the symmetric matrix for these
-        # symmetric f). Sum first, divide once: sums of integer-valued f are exact, so a flat
-        # direction gives its mean exactly (e.g. ux = level, variance 0, Correlation 1, as
-        # pyradiomics). Every f is finite for any level pair, so a zero flag drops pairs outside.
-        return (f * okf).sum(-1) / nf
-
     out = {}
-    k = (gi - gj).abs()
-    s = gi + gj
-    ux = pair_mean(s) / 2                                    # mean of i (= mean of j, symmetric)
+
+    # Every feature but the joint-cell ones (entropy, energy, maximum, marginals) is a sum over the
+    # pairs of a function of the difference k = |i - j| or of the sum i + j, so over the histograms
+    # of k and of j = i + j - 2 (lowest level of the kernel): short (span = highest - lowest level
+    # in a kernel), filled by one scatter each, summed against tables of the functions. Pairs
+    # outside the kernel or ROI have weight 0 (their clamped bins do not matter).
+    span = int(span)
+    P = first.shape[1]
+    okc = ok.to(torch.int64)
+    k = (li - lj).abs().clamp_(max=span)
+    j = (li + lj - 2 * lmin.view(-1, 1, 1)).clamp_(0, 2 * span)
+    dev = levels.device
+    hk_c = torch.zeros(shape[:-1] + (span + 1,), dtype=torch.int64, device=dev).scatter_add_(-1, k, okc)
+    hs_c = torch.zeros(shape[:-1] + (2 * span + 1,), dtype=torch.int64, device=dev).scatter_add_(-1, j, okc)
+    f64 = torch.float64  # the sums in float64 whatever `dtype` (whole-number sums stay exact)
+    kv = torch.arange(span + 1, dtype=f64, device=dev)
+    ngf = float(ng_max)
+    kfun = hk_c.to(f64) @ torch.stack([kv, kv ** 2, 1 / (1 + kv ** 2), 1 / (1 + kv), 1 / (1 + kv ** 2 / ngf ** 2),
+                                       1 / (1 + kv / ngf), torch.where(kv > 0, 1 / kv.clamp(min=1) ** 2, 0)], -1)
+    jv = torch.arange(2 * span + 1, dtype=f64, device=dev)
+    jpow = hs_c.to(f64) @ torch.stack([jv, jv ** 2, jv ** 3, jv ** 4], -1)
+    n64 = n.to(f64).clamp(min=1)
+    # The power sums are whole numbers, exact in float64; the central moments are taken from them in
+    # int64 (exact, one rounding at the end) unless the largest term could overflow (kernels
+    # spanning hundreds of grey levels), then in floating point.
+    exact = 16 * (P * 2 * span) ** 4 < _INT64_MOMENT_BOUND
+    it = torch.int64 if exact else f64
+    nn = n.to(it)
+    K1, K2 = kfun[..., 0].to(it), kfun[..., 1].to(it)
+    T1, T2, T3, T4 = (jpow[..., q].to(it) for q in range(4))
+    S1 = T1 + nn * (2 * lmin.view(-1, 1)).to(it)               # sum of i + j over the pairs
+
+    def over(num, power):
+        return (num.to(f64) / n64 ** power).to(dtype)
+
+    ux = over(S1, 1) / 2                                      # mean of i (= mean of j, symmetric)
     if "Autocorrelation" in wanted:
-        out["Autocorrelation"] = pair_mean(gi * gj)
+        # i j = ((i + j)^2 - k^2) / 4; sum (i + j)^2 from the shifted sums
+        S2 = T2 + 2 * (2 * lmin.view(-1, 1)).to(it) * T1 + nn * (2 * lmin.view(-1, 1)).to(it) ** 2
+        out["Autocorrelation"] = over(S2 - K2, 1) / 4
     if "JointAverage" in wanted:
         out["JointAverage"] = ux
     if "SumAverage" in wanted:
-        out["SumAverage"] = pair_mean(s)
-    for name, power in (("ClusterTendency", 2), ("ClusterShade", 3), ("ClusterProminence", 4)):
-        if name in wanted:
-            out[name] = pair_mean((s - 2 * ux.unsqueeze(-1)) ** power)
+        out["SumAverage"] = over(S1, 1)
+    if "ClusterTendency" in wanted:
+        out["ClusterTendency"] = over(nn * T2 - T1 ** 2, 2)
+    if "ClusterShade" in wanted:
+        out["ClusterShade"] = over(nn ** 2 * T3 - 3 * nn * T1 * T2 + 2 * T1 ** 3, 3)
+    if "ClusterProminence" in wanted:
+        out["ClusterProminence"] = over(nn ** 3 * T4 - 4 * nn ** 2 * T1 * T3 + 6 * nn * T1 ** 2 * T2
+                                        - 3 * T1 ** 4, 4)
     if "Contrast" in wanted:
-        out["Contrast"] = pair_mean(k ** 2)
-    da = pair_mean(k)
+        out["Contrast"] = over(K2, 1)
     if "DifferenceAverage" in wanted:
-        out["DifferenceAverage"] = da
+        out["DifferenceAverage"] = over(K1, 1)
     if "DifferenceVariance" in wanted:
-        out["DifferenceVariance"] = pair_mean((k - da.unsqueeze(-1)) ** 2)
-    if "Idm" in wanted:
-        out["Idm"] = pair_mean(1 / (1 + k ** 2))
-    if "Id" in wanted:
-        out["Id"] = pair_mean(1 / (1 + k))
-    if "Idmn" in wanted:
-        out["Idmn"] = pair_mean(1 / (1 + k ** 2 / float(ng_max) ** 2))
-    if "Idn" in wanted:
-        out["Idn"] = pair_mean(1 / (1 + k / float(ng_max)))
-    if "InverseVariance" in wanted:
-        out["InverseVariance"] = pair_mean(torch.where(k > 0, 1 / k.clamp(min=1) ** 2, zero))
+        out["DifferenceVariance"] = over(nn * K2 - K1 ** 2, 2)
+    for q, name in enumerate(("Idm", "Id", "Idmn", "Idn", "InverseVariance"), start=2):
+        if name in wanted:
+            out[name] = (kfun[..., q] / n64).to(dtype)
     if "SumSquares" in wanted or "Correlation" in wanted:
-        di = gi - ux.unsqueeze(-1)
-        dj = gj - ux.unsqueeze(-1)
-        var = pair_mean((di ** 2 + dj ** 2) / 2)
+        # variance of i over the symmetric matrix and covariance of i and j: i^2 + j^2 and i j from
+        # the sum and difference; both are shift-invariant, so the shifted sums serve
+        var = over(nn * (T2 + K2) - T1 ** 2, 2) / 4
         if "SumSquares" in wanted:
             out["SumSquares"] = var
         if "Correlation" in wanted:
             sig = torch.sqrt(var)
-            corm = pair_mean(di * dj)
+            corm = over(nn * (T2 - K2) - T1 ** 2, 2) / 4
             corr = corm / (sig * sig + EPS)
             out["Correlation"] = torch.where(sig * sig == 0, torch.ones_like(corr), corr)
+    if "DifferenceEntropy" in wanted:
+        out["DifferenceEntropy"] = _entropy_of_counts(hk_c, n, P, dtype)
+    if "SumEntropy" in wanted:
+        out["SumEntropy"] = _entropy_of_counts(hs_c, n, P, dtype)
 
     sentinel = int(torch.iinfo(torch.int64).max)
     base = ng_max + 1
-    if "DifferenceEntropy" in wanted:
-        sc, sv, _ = _masked_sort(k.to(torch.int64), ok, sentinel)
-        out["DifferenceEntropy"] = _entropy_of_counts(_run_counts(sc, sv)[0], nf, dtype)
-    if "SumEntropy" in wanted:
-        sc, sv, _ = _masked_sort(s.to(torch.int64), ok, sentinel)
-        out["SumEntropy"] = _entropy_of_counts(_run_counts(sc, sv)[0], nf, dtype)
-
-    cell_names = {"JointEnergy", "JointEntropy", "MaximumProbability"}
-    if cell_names & set(wanted) and not {"Imc1", "Imc2", "MCC"} & set(wanted):
-        out.update(_joint_cells_one_way(li, lj, ok, nf, base, sentinel, wanted, dtype))
-    elif {"Imc1", "Imc2", "MCC"} & set(wanted):
-        # The symmetric matrix as a list: every one-way pair (i, j) and its mirror (j, i).
-        codes = torch.cat([li * base + lj, lj * base + li], -1)          # (V, 13, 2P)
-        ok2 = torch.cat([ok, ok], -1)
-        P = first.shape[1]
+    marginal_names = {"Imc1", "Imc2", "MCC"} & set(wanted)
+    cell_wanted = {"JointEnergy", "JointEntropy", "MaximumProbability"} & set(wanted)
+    if marginal_names and ("Imc1" in wanted or "Imc2" in wanted):
+        cell_wanted.add("JointEntropy")                                  # HXY
+    if cell_wanted:
+        cells = _joint_cells_one_way(li, lj, ok, n, base, sentinel, cell_wanted, dtype)
+        out.update({name: v for name, v in cells.items() if name in wanted})
+    if marginal_names:
         total = 2 * nf                                                    # sum of the symmetric GLCM
-        sc, sv, perm = _masked_sort(codes, ok2, sentinel)
-        cell_counts, _ = _run_counts(sc, sv)
-        if "JointEntropy" in wanted or "Imc1" in wanted or "Imc2" in wanted:
-            hxy = _entropy_of_counts(cell_counts, total, dtype)
-            if "JointEntropy" in wanted:
-                out["JointEntropy"] = hxy
-        if "JointEnergy" in wanted:
-            p = cell_counts.to(dtype) / total.unsqueeze(-1)
-            out["JointEnergy"] = (p ** 2).sum(-1)
-        if "MaximumProbability" in wanted:
-            out["MaximumProbability"] = cell_counts.max(-1).values.to(dtype) / total
-        if {"Imc1", "Imc2", "MCC"} & set(wanted):
-            # Row marginal px: runs of the row level i in the same sorted list.
-            row = torch.where(sv, sc // base, torch.full_like(sc, sentinel))
-            row_counts, row_run = _run_counts(row, sv)
-            px = row_counts.to(dtype) / total.unsqueeze(-1)               # per distinct row level
-            hx = -(px * torch.log2(px + EPS)).sum(-1)
-            # px of the row and of the column level of every entry, back in list order; the column
-            # level of entry e is the row level of its mirror, which sits P places away.
-            px_sorted = torch.gather(px, -1, row_run)
-            px_i = torch.empty_like(px_sorted).scatter_(-1, perm, px_sorted)
-            px_j = torch.roll(px_i, P, dims=-1)
-            if "Imc1" in wanted:
-                hxy1 = -(torch.where(ok2, torch.log2(px_i * px_j + EPS), zero)).sum(-1) / total
-                div = hx  # max(HX, HY) with HX == HY for a symmetric matrix
-                imc1 = torch.where(div != 0, (hxy - hxy1) / torch.where(div != 0, div, torch.ones_like(div)),
-                                   torch.zeros_like(div))
-                out["Imc1"] = imc1
-            if "Imc2" in wanted:
-                # HXY2 = -sum over all (i, j) level pairs of px_i px_j log2(px_i px_j + eps), over the
-                # L present row levels: built from the L distinct marginals.
-                hxy2 = _hxy2(px)
-                val = 1 - torch.exp(-2 * (hxy2 - hxy))
-                # pyradiomics: (1 - e^..)^0.5, NaN when negative, and 0 where HXY2 == HXY. HXY2 == HXY
-                # means independent rows and columns (zero mutual information), which small kernels
-                # hit exactly with simple counts; HXY2 is summed here in another order than in
-                # pyradiomics, so "equal" is taken to a few ulps, not bitwise.
-                same = (hxy2 - hxy).abs() <= _SAME_ENTROPY_ULPS * EPS * hxy.abs().clamp(min=1)
-                imc2 = torch.where(val < 0, torch.full_like(val, float("nan")), torch.sqrt(val.clamp(min=0)))
-                imc2 = torch.where(same, torch.zeros_like(imc2), imc2)
-                out["Imc2"] = imc2
-            if "MCC" in wanted:
-                out["MCC"] = _mcc(sv, row_counts, row_run, perm, P, total, dtype)
+        # Marginal count of a level = the pair ends (both ends of every one-way pair) at that level.
+        la = local.index_select(1, first.reshape(-1)).reshape(shape)
+        lb = local.index_select(1, second.reshape(-1)).reshape(shape)
+        nloc = int(local.max().item()) + 1
+        counts = torch.zeros(shape[:-1] + (nloc,), dtype=torch.int64, device=levels.device)
+        counts.scatter_add_(-1, la, okc).scatter_add_(-1, lb, okc)
+        px = counts.to(dtype) / total.unsqueeze(-1)                      # per level of the kernel
+        if "Imc1" in wanted or "Imc2" in wanted:
+            hxy = cells["JointEntropy"]
+        if "Imc1" in wanted:
+            hx = _entropy_of_counts(counts, 2 * n, 2 * P, dtype)
+            # HXY1 = -sum over the symmetric matrix of p(i, j) log2(px_i px_j + eps): an entry and
+            # its mirror give the same term, so twice the sum over the one-way pairs.
+            pxa = torch.gather(px, -1, la)
+            pxb = torch.gather(px, -1, lb)
+            hxy1 = -2 * torch.where(ok, torch.log2(pxa * pxb + EPS), zero).sum(-1) / total
+            div = hx  # max(HX, HY) with HX == HY for a symmetric matrix
+            imc1 = torch.where(div != 0, (hxy - hxy1) / torch.where(div != 0, div, torch.ones_like(div)),
+                               torch.zeros_like(div))
+            out["Imc1"] = imc1
+        if "Imc2" in wanted:
+            # HXY2 = -sum over all (i, j) level pairs of px_i px_j log2(px_i px_j + eps), over the
+            # L present levels: built from the L distinct marginals.
+            hxy2 = _hxy2(px)
+            val = 1 - torch.exp(-2 * (hxy2 - hxy))
+            # pyradiomics: (1 - e^..)^0.5, NaN when negative, and 0 where HXY2 == HXY. HXY2 == HXY
+            # means independent rows and columns (zero mutual information), which small kernels
+            # hit exactly with simple counts; HXY2 is summed here in another order than in
+            # pyradiomics, so "equal" is taken to a few ulps, not bitwise.
+            same = (hxy2 - hxy).abs() <= _SAME_ENTROPY_ULPS * EPS * hxy.abs().clamp(min=1)
+            imc2 = torch.where(val < 0, torch.full_like(val, float("nan")), torch.sqrt(val.clamp(min=0)))
+            imc2 = torch.where(same, torch.zeros_like(imc2), imc2)
+            out["Imc2"] = imc2
+        if "MCC" in wanted:
+            # matrices over the levels present in each direction: renumber the kernel's levels
+            present = counts > 0
+            compact = (torch.cumsum(present, -1) - 1).clamp_(min=0)   # (ends of no pair: weight 0)
+            ca = torch.gather(compact, -1, la)
+            cb = torch.gather(compact, -1, lb)
+            out["MCC"] = _second_eigen_sqrt(ca, cb, ok, present.sum(-1), total, dtype)
     return out, angle_ok
 
 
-def _joint_cells_one_way(li, lj, ok, nf, base, sentinel, wanted, dtype):
+def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
     """JointEntropy, JointEnergy and MaximumProbability from the one-way pairs only (half the sort of
     the symmetric list): an unordered level pair {i, j} seen c times fills the symmetric matrix with
     two cells of count c (i != j) or one cell of count 2c (i == j)."""
     lo = torch.minimum(li, lj)
     hi = torch.maximum(li, lj)
-    sc, sv, _ = _masked_sort(lo * base + hi, ok, sentinel)
+    code = lo * base + hi
+    if base * base < 2 ** 31 - 1:
+        code = code.to(torch.int32)  # a shorter key sorts faster
+        sentinel = 2 ** 31 - 1
+    sc, sv, perm = _masked_sort(code, ok, sentinel)
     counts, run = _run_counts(sc, sv)
     # diagonal flag of each run (invalid entries write to the last slot, never a real run then)
     slot = torch.where(sv, run, torch.full_like(run, sc.shape[-1] - 1))
-    diag_entry = sv & (sc // base == sc % base)
+    diag_entry = sv & torch.gather(li == lj, -1, perm)
     diag = torch.zeros(sc.shape, dtype=torch.bool, device=sc.device).scatter_(-1, slot, diag_entry)
     diag = diag[..., :counts.shape[-1]]
-    total = (2 * nf).unsqueeze(-1)
-    p = torch.where(diag, 2 * counts, counts).to(dtype) / total      # probability of one cell
+    cell = torch.where(diag, 2 * counts, counts)                     # count of one cell
+    total = 2 * n                                                     # sum of the symmetric GLCM
+    p = cell.to(dtype) / total.clamp(min=1).to(dtype).unsqueeze(-1)  # probability of one cell
     cells = torch.where(diag, 1, 2).to(dtype)                        # cells with that probability
     out = {}
     if "JointEntropy" in wanted:
-        out["JointEntropy"] = -(cells * p * torch.log2(p + EPS)).sum(-1)
+        out["JointEntropy"] = -(cells * _plogp(cell, total, 2 * li.shape[-1], dtype)).sum(-1)
     if "JointEnergy" in wanted:
         out["JointEnergy"] = (cells * p * p).sum(-1)
     if "MaximumProbability" in wanted:
@@ -385,53 +477,63 @@ def _hxy2(px: torch.Tensor) -> torch.Tensor:
     return -(2 * plogp) - L * L * (EPS / math.log(2))
 
 
-def _mcc(sv, row_counts, row_run, perm, P, total, dtype):
-    """Maximal correlation coefficient per kernel and direction, as pyradiomics: the square root of
-    the second largest eigenvalue of Q(i, j) = sum_k p(i, k) p(j, k) / (px_i py_k + eps), on the levels
-    present in the kernel (absent levels only add exact zero eigenvalues).
-
-    Entries of the sorted symmetric list (`sv` valid flags, `perm` their places in list order, P
-    one-way pairs) carry the local index of their row level (its run among the row runs,
-    `row_run`); the column level of an entry is the row level of its mirror, P places away in list
-    order."""
-    row_orig = torch.empty_like(row_run).scatter_(-1, perm, row_run)
-    col_local = torch.gather(torch.roll(row_orig, P, dims=-1), -1, perm)
-    nlev = (row_counts > 0).sum(-1)                                      # levels per matrix
-    return _second_eigen_sqrt(row_run, col_local, sv, nlev, total, dtype)
-
-
 def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype):
     """sqrt of the second largest eigenvalue of Q = D^-1 P D^-1 P (D = diag of the marginal px, P the
-    normalised symmetric GLCM of one kernel and direction, given as a list of entries with local
-    level indices), computed through T = D^-1/2 P D^-1/2: Q is similar to T^2, so lambda(Q) =
-    lambda(T)^2, and T is symmetric (cheap, real eigenvalues). The largest eigenvalue of T is 1
-    (eigenvector sqrt(px)); with 2 levels the other one is trace(T) - 1. pyradiomics adds eps to
+    normalised symmetric GLCM of one kernel and direction, given as its one-way pairs: local level
+    indices `row_local`, `col_local` among the `nlev` levels present, `valid` flags), computed
+    through T = D^-1/2 P D^-1/2: Q is similar to T^2, so lambda(Q) = lambda(T)^2, and T is symmetric
+    (cheap, real eigenvalues). The largest eigenvalue of T is 1 (eigenvector sqrt(px)); with 2
+    levels the other one is trace(T) - 1. pyradiomics adds eps to
     px_i py_k in Q; that changes Q by < 1e-11 relative (px >= 1 / (2 x pairs)), below the tolerance.
     Matrices are built and solved in groups of equal size (number of levels present), so that each
     is only as large as it needs to be."""
     lead = nlev.shape
     E = row_local.shape[-1]
-    rows = row_local.reshape(-1, E)
-    cols = col_local.reshape(-1, E)
-    w = valid.reshape(-1, E).to(dtype)
-    tot = total.reshape(-1)
     n = nlev.reshape(-1)
-    out = torch.zeros(n.shape[0], dtype=dtype, device=rows.device)   # one level: 0
-    for size in torch.unique(n[n > 1]).tolist():
-        sel = torch.nonzero(n == size).squeeze(-1)
-        P = torch.zeros(len(sel), size * size, dtype=dtype, device=rows.device)
-        P.scatter_add_(1, rows[sel] * size + cols[sel], w[sel])
-        P = P.reshape(-1, size, size) / tot[sel].reshape(-1, 1, 1)
-        inv_sqrt = 1 / torch.sqrt(P.sum(-1))
+    out = torch.zeros(n.shape[0], dtype=dtype, device=n.device)     # one level: 0
+    # matrices in order of size: each size's entries are then one slice, gathered once
+    order = torch.argsort(n)
+    sizes, per_size = torch.unique_consecutive(n[order], return_counts=True)
+    many = order[n[order] > 1]
+    rows = row_local.reshape(-1, E).index_select(0, many)
+    cols = col_local.reshape(-1, E).index_select(0, many)
+    w = valid.reshape(-1, E).index_select(0, many).to(dtype)
+    tot = total.reshape(-1).index_select(0, many)
+    res = torch.empty(len(many), dtype=dtype, device=n.device)
+    at = 0
+    for size, count in zip(sizes.tolist(), per_size.tolist()):
+        if size < 2:
+            continue
+        sl = slice(at, at + count)
+        at += count
+        P = torch.zeros(count, size * size, dtype=dtype, device=n.device)
+        # each one-way pair (i, j) and its mirror (j, i)
+        P.scatter_add_(1, rows[sl] * size + cols[sl], w[sl]).scatter_add_(1, cols[sl] * size + rows[sl], w[sl])
+        # T is the same for the counts as for the probabilities (the scale cancels): no division
+        P = P.reshape(-1, size, size)
+        rowsum = P.sum(-1)
+        inv_sqrt = 1 / torch.sqrt(rowsum)
         T = P * inv_sqrt.unsqueeze(-1) * inv_sqrt.unsqueeze(-2)
         if size == 2:
-            out[sel] = (T[:, 0, 0] + T[:, 1, 1] - 1).abs()
+            res[sl] = (T[:, 0, 0] + T[:, 1, 1] - 1).abs()
         elif size == 3:
             # the two other eigenvalues a, b: a + b = trace - 1, a^2 + b^2 = |T|_F^2 - 1
             t = torch.diagonal(T, dim1=-2, dim2=-1).sum(-1) - 1
             f = (T * T).sum((-1, -2)) - 1
-            out[sel] = (t.abs() + torch.sqrt((2 * f - t * t).clamp(min=0))) / 2
+            res[sl] = (t.abs() + torch.sqrt((2 * f - t * t).clamp(min=0))) / 2
         else:
-            ev = torch.linalg.eigvalsh(T)
-            out[sel] = torch.sqrt(torch.sort(ev * ev, dim=-1).values[:, -2])
+            # Deflate the known eigenpair (1, v = sqrt(px), a unit vector): the Householder reflection
+            # H = I - 2 u u^T / u^T u, u = v + e1, maps v to -e1, so H T H has first row and column
+            # (1, 0, ...) and its trailing block holds the other size - 1 eigenvalues, whose largest
+            # square is the one wanted (a smaller eigen-solve).
+            u = torch.sqrt(rowsum / tot[sl].unsqueeze(-1))                # v = sqrt(px)
+            u[:, 0] += 1
+            beta = 2 / (u * u).sum(-1, keepdim=True)
+            tu = beta * (T @ u.unsqueeze(-1)).squeeze(-1)
+            z = tu - (beta / 2 * (u * tu).sum(-1, keepdim=True)) * u
+            u1, z1 = u[:, 1:], z[:, 1:]
+            block = T[:, 1:, 1:] - u1.unsqueeze(-1) * z1.unsqueeze(-2) - z1.unsqueeze(-1) * u1.unsqueeze(-2)
+            ev = torch.linalg.eigvalsh(block)
+            res[sl] = torch.maximum(ev[:, 0].abs(), ev[:, -1].abs())
+    out[many] = res
     return out.reshape(lead)

@@ -14,8 +14,9 @@ CPU or a CUDA device with the same code. Conventions, all as pyradiomics 3.0.1:
   no pair at all get NaN in the GLCM maps.
 
 The result is equal to pyradiomics to rounding (see docs/texture_maps.md and
-Testing/test_texture_maps.py); on one CPU thread it is 10-700x faster than pyradiomics, more the
-more grey levels (Testing/Benchmarks/bench_texture_maps.py).
+Testing/test_texture_maps.py); on one CPU thread it is 14-630x faster than pyradiomics for the full
+GLCM class and 23-200x for first order, more the more grey levels and the larger the ROI
+(Testing/Benchmarks/bench_texture_maps.py, docs/texture_maps.md).
 """
 from __future__ import annotations
 
@@ -138,6 +139,12 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     # by the radius, so that every kernel lies inside the array (padding is outside the ROI).
     levels = np.zeros(img.shape, dtype=np.int64)
     levels[roi] = discretise(img[roi], bin_width)
+    # rank of every ROI value among the distinct ROI values: first order sorts these int32 ranks
+    rank_values, ranks_roi = np.unique(img[roi].astype(np.float64), return_inverse=True)
+    ranks = np.zeros(img.shape, dtype=np.int32)
+    ranks[roi] = ranks_roi.reshape(-1)
+    rank_levels = np.zeros(len(rank_values), dtype=np.int64)
+    rank_levels[ranks_roi.reshape(-1)] = levels[roi]
     ng_max = int(levels[roi].max())
     roi_levels = len(np.unique(levels[roi]))
     zz, yy, xx = np.nonzero(roi)
@@ -148,6 +155,7 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     p_roi = np.pad(roi[box], pad, constant_values=False)
     p_lev = np.pad(levels[box], pad, constant_values=0)
     p_val = np.pad(img[box].astype(np.float64), pad, constant_values=0.0)
+    p_rank = np.pad(ranks[box], pad, constant_values=0)
     shape = p_roi.shape
     centres = np.ravel_multi_index((zz - lo[0] + radius, yy - lo[1] + radius, xx - lo[2] + radius), shape)
 
@@ -160,8 +168,11 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     t_roi = torch.from_numpy(p_roi.ravel()).to(device)
     t_lev = torch.from_numpy(p_lev.ravel()).to(device)
     t_val = torch.from_numpy(p_val.ravel()).to(device=device, dtype=dtype)
+    t_rank = torch.from_numpy(p_rank.ravel()).to(device)
+    t_rank_values = torch.from_numpy(rank_values).to(device=device, dtype=dtype)
+    t_rank_levels = torch.from_numpy(rank_levels).to(device)
     t_off = torch.from_numpy(off_flat).to(device)
-    t_tables = [(torch.from_numpy(f).to(device), torch.from_numpy(s).to(device)) for f, s in tables]
+    t_tables = [(torch.tensor(f, device=device), torch.tensor(s, device=device)) for f, s in tables]
     t_centres = torch.from_numpy(centres).to(device)
 
     nvox = len(centres)
@@ -174,11 +185,14 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     with torch.no_grad():
         for start in range(0, nvox, chunk_voxels):
             idx = t_centres[start:start + chunk_voxels, None] + t_off[None, :]      # (V, S)
-            inside = t_roi[idx]
-            lev = t_lev[idx]
+            flat = idx.reshape(-1)
+            inside = t_roi.index_select(0, flat).reshape(idx.shape)
+            lev = t_lev.index_select(0, flat).reshape(idx.shape)
             chunk = {}
             if wanted["firstorder"]:
-                fo = tt.firstorder(t_val[idx], lev, inside, wanted["firstorder"],
+                fo = tt.firstorder(t_val.index_select(0, flat).reshape(idx.shape), lev, inside,
+                                   wanted["firstorder"], ranks=t_rank.index_select(0, flat).reshape(idx.shape),
+                                   rank_values=t_rank_values, rank_levels=t_rank_levels,
                                    voxel_array_shift=voxel_array_shift, voxel_volume=voxel_volume)
                 chunk.update({f"firstorder:{n}": v for n, v in fo.items()})
             if wanted["glcm"]:
