@@ -8,10 +8,10 @@ import json
 
 import numpy as np
 import pytest
-from scipy.stats import mannwhitneyu
+from scipy.stats import mannwhitneyu, spearmanr
 
 from COMPASSLib.cohort import Cohort
-from COMPASSLib.synth import draw_truth
+from COMPASSLib.synth import draw_truth, generate_cohort, toxicity
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +45,21 @@ def test_toxic_organs_have_more_texture_and_pet_rise(truth, signal, alpha, min_a
 
 
 def test_mean_dose_alone_is_only_moderately_predictive(truth):
-    """Per organ (a mean-dose model is fitted per organ), mean dose ranks toxic organs worse than the
-    PET rise does, and not near-perfectly: the information is in the time series."""
+    """Per organ (a mean-dose model is fitted per organ), mean dose does not rank toxic organs
+    near-perfectly, and for cord and esophagus worse than the PET rise does: the information is in the
+    time series. The heart is judged among the hearts past the dose gate (mean BED >= DOSE_GATE_BED_GY):
+    in peripheral right-sided cases it gets almost nothing and is never toxic by design, which any dose
+    measure ranks trivially."""
     for organ in ("SpinalCord", "Heart", "Esophagus"):
         rows = [r for r in truth if r["organ"] == organ]
+        if organ == "Heart":
+            rows = [r for r in rows if r["mean_bed_gy"] >= toxicity.DOSE_GATE_BED_GY]
         toxic = np.array([r["grade"] >= 1 for r in rows])
         a_dose = auc([r["mean_dose_gy"] for r in rows], toxic)
         a_pet = auc([r["pet_rise"] for r in rows], toxic)
         assert a_dose < 0.85, (organ, a_dose)
-        assert a_pet > a_dose - 0.05, (organ, a_pet, a_dose)
+        if organ != "Heart":
+            assert a_pet > a_dose - 0.05, (organ, a_pet, a_dose)
     toxic = np.array([r["grade"] >= 1 for r in truth])
     pooled_dose = auc([r["mean_dose_gy"] for r in truth], toxic)
     pooled_pet = auc([r["pet_rise"] for r in truth], toxic)
@@ -62,9 +68,15 @@ def test_mean_dose_alone_is_only_moderately_predictive(truth):
 
 def test_onset_follows_the_rising_signal(truth):
     onsets = [r["onset_fraction"] for r in truth if r["grade"] >= 1]
-    assert all(2 <= k <= 6 for k in onsets)          # never before the PET can rise; 6 = after the course
+    # The first PET that can show a rise is fraction 2's; symptoms come at least a fraction later.
+    assert all(3 <= k <= 6 for k in onsets)          # 6 = after the course
     assert all(r["onset_fraction"] is None for r in truth if r["grade"] == 0)
-    assert np.median(onsets) >= 3
+    assert np.median(onsets) >= 4
+    # Onset is driven by the PET signal crossing: the more inflamed toxic organs react earlier
+    # (one-sided Spearman: larger PET rise, earlier onset).
+    toxic = [r for r in truth if r["grade"] >= 1]
+    rho, p = spearmanr([r["pet_rise"] for r in toxic], [r["onset_fraction"] for r in toxic], alternative="less")
+    assert rho < 0 and p < 0.01, (rho, p)
 
 
 def test_draw_truth_equals_what_generate_cohort_wrote(small_cohort):
@@ -73,3 +85,16 @@ def test_draw_truth_equals_what_generate_cohort_wrote(small_cohort):
     assert rows == json.loads(json.dumps(draw_truth(patients=3, fractions=3, seed=11, size="small")))
     outcomes = {(o.patient, o.organ): (o.grade, o.onset_fraction) for o in Cohort.load(small_cohort).outcomes()}
     assert outcomes == {(r["patient"], r["organ"]): (r["grade"], r["onset_fraction"]) for r in rows}
+
+
+def test_parallel_generation_writes_the_same_files(tmp_path):
+    """generate_cohort(workers=2) (used by test_cohort40) writes byte-identical files to workers=1."""
+    from COMPASSLib.provenance import sha256_file
+
+    def digests(root):
+        return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+    for w in (1, 2):
+        generate_cohort(tmp_path / f"w{w}", patients=3, fractions=2, seed=4, size="small", workers=w)
+    one, two = digests(tmp_path / "w1"), digests(tmp_path / "w2")
+    assert len(one) > 100 and one == two

@@ -55,20 +55,19 @@ def draw_truth(patients: int = 40, fractions: int = 5, seed: int = 0, size: str 
 
 
 def generate_cohort(out_dir, patients: int = 8, fractions: int = 5, seed: int = 0, size: str = "full",
-                    progress=None) -> Path:
+                    progress=None, workers: int = 1) -> Path:
     """Write a synthetic thorax cohort (DICOM, outcomes.csv, ground_truth.json, cohort.json) into
-    `out_dir` and return the path of its cohort.json. `progress(done, total)` is called per patient."""
+    `out_dir` and return the path of its cohort.json. `progress(done, total)` is called per patient.
+    `workers` > 1 writes patients in that many processes; every patient has its own random streams, so
+    the files are the same whatever the number of workers."""
     _validate(patients, fractions, seed, size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cohort_patients, outcomes, truth = [], [], []
-    for i in range(1, int(patients) + 1):
-        sim = simulate_patient(seed, i, fractions, size)
-        cohort_patients.append(write_patient(out, sim, seed))
-        for organ in toxicity.ORGANS:
-            o = sim.outcomes[organ]
-            outcomes.append(Outcome(sim.id, organ, o["grade"], o["onset_fraction"]))
-        truth.append(patient_truth(sim))
+    for i, (entry, rows) in enumerate(_patients(out, int(patients), fractions, seed, size, int(workers)), 1):
+        cohort_patients.append(entry)
+        outcomes += [Outcome(entry.id, r["organ"], r["grade"], r["onset_fraction"]) for r in rows["organs"]]
+        truth.append(rows)
         if progress:
             progress(i, int(patients))
     settings = {"patients": int(patients), "fractions": int(fractions), "seed": int(seed), "size": size}
@@ -83,6 +82,24 @@ def generate_cohort(out_dir, patients: int = 8, fractions: int = 5, seed: int = 
     write_json(out / "synth_provenance.json", prov)
     cohort = Cohort(cohort_patients, root=out)
     return cohort.save(out / "cohort.json")
+
+
+def _simulate_and_write(out: Path, seed: int, index: int, fractions: int, size: str):
+    sim = simulate_patient(seed, index, fractions, size)
+    return write_patient(out, sim, seed), patient_truth(sim)
+
+
+def _patients(out: Path, patients: int, fractions: int, seed: int, size: str, workers: int):
+    """(manifest entry, truth) per patient, in patient order."""
+    if workers <= 1:
+        for i in range(1, patients + 1):
+            yield _simulate_and_write(out, seed, i, fractions, size)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(_simulate_and_write, [out] * patients, [seed] * patients, range(1, patients + 1),
+                            [fractions] * patients, [size] * patients)
 
 
 def patient_truth(sim: SimPatient) -> dict:

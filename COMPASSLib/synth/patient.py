@@ -31,6 +31,7 @@ class SimPatient:
     seed: int = 0
     rngs: dict = field(default_factory=dict)       # streams of the simulation, by purpose
     pet: PetParams | None = None                    # weight, injected activity, uptake, tumour SUV
+    patient_risk: float = 0.0                       # hidden log-odds offset shared by the organs
 
     @property
     def fractions(self) -> int:
@@ -68,10 +69,12 @@ def simulate_patient(seed: int, index: int, fractions: int, size: str) -> SimPat
              for k in range(1, fractions + 1)]
     sens = toxicity.draw_radiosensitivity(rngs["toxicity"])
     p = SimPatient(patient_id(index), index, size, grid, anatomy, plan, masks, doses, sens, seed=int(seed), rngs=rngs,
-                   pet=draw_pet(rngs["scanner"], anatomy.body_a_mm, anatomy.body_b_mm))
+                   pet=draw_pet(rngs["scanner"], anatomy.body_a_mm, anatomy.body_b_mm),
+                   patient_risk=toxicity.draw_patient_risk(rngs["toxicity"]))
     for organ in toxicity.ORGANS:
         p.signals[organ] = toxicity.organ_signals(doses, masks[0][organ], organ, sens[organ], grid.spacing_mm)
-        p.outcomes[organ] = toxicity.draw_outcome(rngs["toxicity"], organ, sens[organ], p.signals[organ])
+        p.outcomes[organ] = toxicity.draw_outcome(rngs["toxicity"], organ, sens[organ], p.signals[organ],
+                                                    p.patient_risk)
     return p
 
 
@@ -81,5 +84,6 @@ def truth_rows(p: SimPatient) -> list:
     for organ in toxicity.ORGANS:
         s = {k: v for k, v in p.signals[organ].items() if k != "injury"}
         rows.append({"patient": p.id, "organ": organ, "site": p.anatomy.site,
-                     "radiosensitivity": p.sensitivity[organ], **s, **p.outcomes[organ]})
+                     "radiosensitivity": p.sensitivity[organ],
+                     "patient_risk": p.patient_risk, **s, **p.outcomes[organ]})
     return rows

@@ -2,25 +2,32 @@
 
 For each organ at risk (SpinalCord, Heart, Esophagus) of a patient:
   1. radiosensitivity  s ~ LogNormal(0, RADIOSENSITIVITY_SIGMA)      (hidden, per patient and organ)
+     patient risk      r ~ Normal(0, PATIENT_RISK_SD)                 (hidden, per patient, all organs)
   2. inflammation after fraction k, per voxel:  I_k = s * (1 - exp(-BED_k / INFLAMMATION_BED_GY[organ]))
      with BED_k the cumulative BED (organ alpha/beta from Resources/organs.yaml). The PET of fraction k
      is taken before that day's beam, so it shows I_(k-1): SUV = baseline * (1 + PET_GAIN * I).
-  3. signals: dose      = gEUD of the cumulative EQD2 over the course (organ n; what an LKB model sees)
-                          and the organ's mean cumulative BED
+  3. signals: dose      = the organ's mean cumulative BED (and, recorded only, the gEUD of the course
+                          EQD2 that an LKB model sees, and the mean physical dose)
               texture   = hot-spot texture: RMS in the organ of (BED - local mean) / (local mean + floor),
-                          local mean a Gaussian of TEXTURE_SIGMA_MM (hot spots that a DVH averages away)
+                          local mean a Gaussian of TEXTURE_SIGMA_MM, floor TEXTURE_FLOOR_GY plus
+                          TEXTURE_FLOOR_SHARE of the organ's mean BED (so it measures the shape of the
+                          dose, how much sits in small hot spots, not its level)
               pet_rise  = PET_GAIN * mean I_(K-1) (relative rise of the organ's mean SUV, last vs first PET)
-  4. logit P(grade >= 1) = INTERCEPT + W_SENSITIVITY * ln(s)
+  4. logit P(grade >= 1) = INTERCEPT[organ] + r + W_SENSITIVITY * ln(s)
                            + W_TEXTURE * (texture - TEXTURE_REF) / TEXTURE_SCALE
-                           + W_DOSE * ln(gEUD / DOSE_REF_GY[organ])
+                           + W_DOSE * ln(mean BED / DOSE_REF_BED_GY[organ])   (relative to the organ's
+                             population-typical mean BED: within an organ dose matters, but moderately)
                            + ln(1 - exp(-mean BED / DOSE_GATE_BED_GY))   (no dose, no toxicity)
   5. grade: toxic with that probability; severity = logit + logistic noise gives grade 1, 2 (> GRADE2_AT)
      or 3 (> GRADE3_AT).
-  6. onset: the first fraction k at which the injury s * mean(1 - exp(-BED_k / ...)) reaches ONSET_SHARE
-     of its end-of-course value, plus a lag of 1 or 2 fractions; K + 1 means after the course.
-The weights make the radiosensitivity (seen only in the PET trajectory) and the texture carry most of the
-information, so a mean-dose model alone reaches a moderate AUC (about 0.65-0.7 on 40 patients, see
-docs/synthetic_cohort.md) and the toxic rate is about 40 %.
+  6. onset: the first fraction k after which the organ's inflammation raises its mean SUV by
+     ONSET_PET_RISE (PET_GAIN * injury_k, seen on the PET of fraction k + 1; K if never), plus a lag of
+     ONSET_LAG_FRACTIONS (2 or 3); K + 1 means after the course. So the PET shows the rise at least one
+     fraction before the symptoms, and the more inflamed organs react earlier.
+The radiosensitivity (seen only through the PET trajectory, given the dose) carries the most information,
+the hidden patient risk is what nobody can predict, and dose enters relative to what the organ typically
+gets, so a mean-dose or LKB model alone reaches a moderate AUC (about 0.6-0.78 on 40 patients) while the
+time series holds more (docs/synthetic_cohort.md); the toxic rate is about 40-50 %.
 """
 from __future__ import annotations
 
@@ -35,24 +42,33 @@ RADIOSENSITIVITY_SIGMA = 0.9
 INFLAMMATION_BED_GY = {"SpinalCord": 4.0, "Heart": 5.0, "Esophagus": 8.0}
 PET_GAIN = 0.3
 TEXTURE_SIGMA_MM = 6.0
-TEXTURE_FLOOR_GY = 1.0
+TEXTURE_FLOOR_GY = 0.05
+TEXTURE_FLOOR_SHARE = 0.5
 TEXTURE_VOXEL_MM = 6.0
 
-INTERCEPT = -0.2
-W_DOSE = 0.2
+INTERCEPT = {"SpinalCord": -0.5, "Heart": -0.3, "Esophagus": -0.3}
+PATIENT_RISK_SD = 0.6
+W_DOSE = 1.35
 DOSE_GATE_BED_GY = 0.2
-DOSE_REF_GY = {"SpinalCord": 8.0, "Heart": 10.0, "Esophagus": 15.0}
+DOSE_REF_BED_GY = {"SpinalCord": 2.5, "Heart": 0.5, "Esophagus": 3.0}
 W_TEXTURE = 0.8
-TEXTURE_REF = 0.16
-TEXTURE_SCALE = 0.05
+TEXTURE_REF = 0.15
+TEXTURE_SCALE = 0.03
 W_SENSITIVITY = 2.2
 GRADE2_AT = 1.5
 GRADE3_AT = 3.0
-ONSET_SHARE = 0.7
+ONSET_PET_RISE = 0.04
+ONSET_LAG_FRACTIONS = (2, 3)
 
 
 def draw_radiosensitivity(rng: np.random.Generator) -> dict:
     return {o: float(rng.lognormal(0.0, RADIOSENSITIVITY_SIGMA)) for o in ORGANS}
+
+
+def draw_patient_risk(rng: np.random.Generator) -> float:
+    """The patient's own log-odds offset, shared by all its organs (comorbidity, smoking, ...): seen by
+    no image or dose, so it is the part of the outcome that nobody can predict."""
+    return float(rng.normal(0.0, PATIENT_RISK_SD))
 
 
 def cumulative_bed(fraction_doses, alpha_beta_gy: float) -> list:
@@ -71,9 +87,10 @@ def inflammation(bed_gy, organ: str, sensitivity: float):
 
 def texture(bed_gy: np.ndarray, mask: np.ndarray, spacing_mm) -> float:
     """Hot-spot texture: RMS inside the organ of the BED's relative deviation from its local mean
-    (Gaussian, TEXTURE_SIGMA_MM), (BED - local) / (local + TEXTURE_FLOOR_GY). Relative, so it measures how
-    concentrated the dose is in small hot spots whatever the dose level; the floor keeps voxels with
-    almost no dose from counting. Measured on a TEXTURE_VOXEL_MM grid (block means) so that the small
+    (Gaussian, TEXTURE_SIGMA_MM), (BED - local) / (local + floor), floor = TEXTURE_FLOOR_GY +
+    TEXTURE_FLOOR_SHARE x the organ's mean BED. Relative, floor included, so it measures how concentrated
+    the dose is in small hot spots whatever the dose level (a dose-level floor would make it a disguised
+    mean dose); the floor keeps the organ's almost unirradiated voxels from counting. Measured on a TEXTURE_VOXEL_MM grid (block means) so that the small
     and full grids give the same value for the same patient. Dimensionless."""
     factors = [max(1, int(round(TEXTURE_VOXEL_MM / s))) for s in (spacing_mm[2], spacing_mm[1], spacing_mm[0])]
     bed, share = _block_mean(bed_gy, factors), _block_mean(mask.astype(np.float64), factors)
@@ -82,7 +99,8 @@ def texture(bed_gy: np.ndarray, mask: np.ndarray, spacing_mm) -> float:
         inside = share > 0
     sigma = [TEXTURE_SIGMA_MM / (s * f) for s, f in zip((spacing_mm[2], spacing_mm[1], spacing_mm[0]), factors)]
     local = gaussian_filter(bed, sigma, mode="nearest")[inside]
-    return float(np.sqrt(np.mean(((bed[inside] - local) / (local + TEXTURE_FLOOR_GY)) ** 2)))
+    floor = TEXTURE_FLOOR_GY + TEXTURE_FLOOR_SHARE * float(bed[inside].mean())
+    return float(np.sqrt(np.mean(((bed[inside] - local) / (local + floor)) ** 2)))
 
 
 def _block_mean(array: np.ndarray, factors) -> np.ndarray:
@@ -118,29 +136,34 @@ def organ_signals(fraction_doses, mask: np.ndarray, organ: str, sensitivity: flo
     }
 
 
-def draw_outcome(rng: np.random.Generator, organ: str, sensitivity: float, signals: dict) -> dict:
+def draw_outcome(rng: np.random.Generator, organ: str, sensitivity: float, signals: dict,
+                 patient_risk: float = 0.0) -> dict:
     """Grade (0-3), onset fraction (None when grade 0) and the probability the model gave."""
-    z = (INTERCEPT + W_SENSITIVITY * np.log(sensitivity)
+    z = (INTERCEPT[organ] + patient_risk + W_SENSITIVITY * np.log(sensitivity)
          + W_TEXTURE * (signals["texture"] - TEXTURE_REF) / TEXTURE_SCALE
-         + W_DOSE * np.log(max(signals["geud_eqd2_gy"], 1e-3) / DOSE_REF_GY[organ])
+         + W_DOSE * np.log(max(signals["mean_bed_gy"], 1e-3) / DOSE_REF_BED_GY[organ])
          + np.log(max(1.0 - np.exp(-signals["mean_bed_gy"] / DOSE_GATE_BED_GY), 1e-9)))
     p = 1.0 / (1.0 + np.exp(-z))
-    u, noise, lag = rng.random(), rng.logistic(), int(rng.integers(1, 3))
+    u, noise, lag = rng.random(), rng.logistic(), int(rng.integers(ONSET_LAG_FRACTIONS[0], ONSET_LAG_FRACTIONS[1] + 1))
     if u >= p:
         return {"grade": 0, "onset_fraction": None, "probability": float(p), "logit": float(z)}
     severity = z + noise
     grade = 1 + int(severity > GRADE2_AT) + int(severity > GRADE3_AT)
-    injury = signals["injury"]
-    k_cross = next(i + 1 for i, v in enumerate(injury) if v >= ONSET_SHARE * injury[-1])
-    onset = min(k_cross + lag, len(injury) + 1)
+    onset = min(pet_crossing(signals["injury"]) + lag, len(signals["injury"]) + 1)
     return {"grade": grade, "onset_fraction": onset, "probability": float(p), "logit": float(z)}
+
+
+def pet_crossing(injury) -> int:
+    """The first fraction k after which the organ's inflammation raises its mean SUV by ONSET_PET_RISE
+    (seen on the PET of fraction k + 1); K when it never does (a late reaction)."""
+    return next((k + 1 for k, v in enumerate(injury) if PET_GAIN * v >= ONSET_PET_RISE), len(injury))
 
 
 def parameters() -> dict:
     """Every parameter of the hidden model (recorded in ground_truth.json)."""
     names = ("ORGANS", "RADIOSENSITIVITY_SIGMA", "INFLAMMATION_BED_GY", "PET_GAIN", "TEXTURE_SIGMA_MM",
-             "TEXTURE_FLOOR_GY", "TEXTURE_VOXEL_MM",
-             "INTERCEPT", "W_DOSE", "DOSE_REF_GY", "DOSE_GATE_BED_GY", "W_TEXTURE", "TEXTURE_REF", "TEXTURE_SCALE",
-             "W_SENSITIVITY", "GRADE2_AT", "GRADE3_AT", "ONSET_SHARE")
+             "TEXTURE_FLOOR_GY", "TEXTURE_FLOOR_SHARE", "TEXTURE_VOXEL_MM",
+             "INTERCEPT", "PATIENT_RISK_SD", "W_DOSE", "DOSE_REF_BED_GY", "DOSE_GATE_BED_GY", "W_TEXTURE", "TEXTURE_REF", "TEXTURE_SCALE",
+             "W_SENSITIVITY", "GRADE2_AT", "GRADE3_AT", "ONSET_PET_RISE", "ONSET_LAG_FRACTIONS")
     g = globals()
     return {n.lower(): g[n] for n in names}
