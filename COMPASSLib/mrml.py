@@ -460,10 +460,11 @@ def read_fractions(cohort, patient_id: str, reference: str = "ct", fractions=Non
         cohort = Cohort.load(cohort)
     patient = cohort.patient(patient_id)
     indices = [f.index for f in patient.fractions] if fractions is None else list(fractions)
+    loader = ingest.PatientLoader(cohort, patient_id, reference=reference)   # grid and structures read once
     out = {}
     for n, k in enumerate(indices):
         report(progress, n / max(len(indices), 1), f"reading {patient_id} fraction {k}")
-        out[k] = ingest.load_fraction(cohort, patient_id, k, reference=reference)
+        out[k] = loader.load(k)
     return out
 
 
@@ -820,6 +821,35 @@ def add_texture_maps(patient: PatientNodes, organ: str, fraction: int, features,
         nodes.append(node)
     report(progress, 1.0, "texture maps done")
     return nodes
+
+
+def add_texture_files(run_dir, patient_id: str, fraction: int, scene=None, background_node=None) -> list:
+    """The texture maps `compass run --texture-maps` wrote (RUN/texture/<patient>/fx<k>/<organ>_<feature>.nrrd)
+    as overlays; the fraction's CT written beside them (ct.nrrd) is the background unless one is given."""
+    import json
+
+    import SimpleITK as sitk
+
+    from COMPASSLib.features.table import _safe
+
+    folder = Path(run_dir) / "texture" / _safe(patient_id) / f"fx{fraction}"
+    prov = folder / "texture_maps.json"
+    if not prov.is_file():
+        raise InputError("no texture maps for this patient and fraction (run `compass run --texture-maps`)",
+                         file=folder, patient=patient_id, fraction=fraction)
+    doc = json.loads(prov.read_text(encoding="utf-8"))
+    scene = get_scene(scene)
+    if background_node is None and (folder / "ct.nrrd").is_file():
+        background_node = add_volume(sitk.ReadImage(str(folder / "ct.nrrd")), f"{patient_id} F{fraction} CT", scene,
+                                     {"patient": patient_id, "fraction": fraction, "modality": "ct"})
+        _style_volume(background_node, "ct")
+    texture = doc.get("settings", {}).get("texture", {})
+    return [add_texture_overlay(sitk.ReadImage(str(folder / name)), f"{patient_id} F{fraction} {name[:-5]} (BED)",
+                                background_node, scene,
+                                attributes={"patient": patient_id, "fraction": fraction, "file": name,
+                                            "radius_voxels": texture.get("radius"),
+                                            "bin_width_gy": texture.get("bin_width_gy")})
+            for name in doc.get("outputs", [])]
 
 
 def show_overlay(foreground_node, background_node=None, scene=None, opacity: float = 0.6) -> None:

@@ -3,7 +3,8 @@
 run(cohort, out_dir, settings): files -> feature table (ingest, BED, features; cached per fraction)
     -> leave-one-patient-out evaluation of the twin and its baselines -> final twin on all patients
     -> per-fraction risk of every patient/organ -> OUT/metrics.json, risk.csv, model/, report.html
-    (+ features.csv, lopo_risk.csv, lopo_trajectories.csv that the report is drawn from).
+    (+ features.csv, lopo_risk.csv, lopo_trajectories.csv that the report is drawn from; with
+    `texture_maps`, voxelwise BED texture maps under OUT/texture/, listed in metrics.json).
 update(model_dir, patient_dir): the feature table of one patient's fractions so far (only fractions
     not in the cache are computed) scored by a saved twin: current risk and warning per organ.
 """
@@ -26,6 +27,13 @@ DEFAULTS = {
     "n_bootstrap": 1000,        # patient-level bootstrap resamples for the metrics' 95 % CIs
     "lkb_column": None,         # gEUD column for LKB (default: found by name, see twin.baselines)
     "dose_column": None,        # mean-dose column for the mean-dose baseline
+    # Voxelwise BED texture maps written as NRRD (features.texture_summary.write_cohort_maps): a list of
+    # organs, "all" (scored organs) or "warned" (per patient, the organs the final twin warned for); None: none (off by default: 3 maps per organ, fraction and patient
+    # cost disk and, at fine grids with many grey levels, seconds each). Parameters: the feature settings'
+    # `texture` (or its defaults when the profile has none).
+    "texture_maps": None,
+    "texture_fractions": None,  # fractions to map (list of indices); None: all
+    "texture_device": "cpu",    # torch device for the maps
 }
 
 
@@ -101,6 +109,19 @@ def run(cohort, out_dir, settings=None, progress=None) -> dict:
     _write_csv(out / "risk.csv", risk[columns])
     _write_csv(out / "lopo_risk.csv", result.per_fraction)
     _write_csv(out / "lopo_trajectories.csv", result.trajectories)
+
+    if settings["texture_maps"]:
+        from COMPASSLib.features.texture_summary import map_settings, write_cohort_maps
+
+        say("texture maps ...")
+        organs = settings["texture_maps"]
+        if organs in ("warned", ["warned"]):
+            warned = risk[risk["warning"].astype(bool)]
+            organs = {p: sorted(set(g["organ"])) for p, g in warned.groupby("patient")}
+        metrics["texture_maps"] = {
+            "settings": map_settings(fs), "device": settings["texture_device"],
+            "maps": write_cohort_maps(cohort, out, fs, organs, settings["texture_fractions"],
+                                      device=settings["texture_device"], progress=say if progress else None)}
 
     manifest = cohort.root / "cohort.json"
     metrics["provenance"] = record(

@@ -108,6 +108,57 @@ def per_fraction_figure(metrics):
     return fig
 
 
+def texture_figure(out_dir, record):
+    """One texture map (a `metrics.json` texture_maps record) over its fraction's CT: the axial slice with
+    the most ROI voxels, cropped to the organ, CT grey + map colour (NaN and outside-ROI voxels clear)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import SimpleITK as sitk
+
+    path = Path(out_dir) / record["path"]
+    tex = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(float)
+    ct_path = path.parent / "ct.nrrd"
+    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path))) if ct_path.is_file() else None
+    roi = np.isfinite(tex) & (tex != 0)      # outside the ROI: texture_maps' init value 0
+    if not roi.any():
+        roi = np.isfinite(tex)
+    z = int(np.argmax(roi.sum(axis=(1, 2))))
+    ys, xs = np.nonzero(roi[z])
+    m = 8   # voxels of context around the organ
+    sl = (slice(max(ys.min() - m, 0), ys.max() + m + 1), slice(max(xs.min() - m, 0), xs.max() + m + 1)) \
+        if ys.size else (slice(None), slice(None))
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    if ct is not None:
+        ax.imshow(ct[z][sl], cmap="gray", vmin=-400, vmax=400)
+    shown = np.where(roi[z], tex[z], np.nan)[sl]
+    im = ax.imshow(shown, cmap="inferno", alpha=0.75 if ct is not None else 1.0)
+    fig.colorbar(im, ax=ax, label=record["feature"].replace(":", " "))
+    ax.set_title(f"{record['patient']} fraction {record['fraction']} {record['organ']} (axial slice {z})\n"
+                 f"local {record['feature'].split(':')[-1]} of the cumulative BED", fontsize=9)
+    ax.set_axis_off()
+    return fig
+
+
+def _texture_record(out_dir, metrics):
+    """The map the report shows: first patient and feature, latest fraction mapped, the organ with the
+    most mapped voxels (a small organ on a coarse grid shows little texture)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    maps = [r for r in (metrics.get("texture_maps") or {}).get("maps") or [] if (Path(out_dir) / r["path"]).is_file()]
+    if not maps:
+        return None
+    first = maps[0]
+    latest = max(r["fraction"] for r in maps if r["patient"] == first["patient"])
+    candidates = [r for r in maps if (r["patient"], r["feature"], r["fraction"]) == (first["patient"],
+                                                                                   first["feature"], latest)]
+
+    def voxels(r):
+        a = sitk.GetArrayViewFromImage(sitk.ReadImage(str(Path(out_dir) / r["path"])))
+        return int(np.count_nonzero(np.isfinite(a) & (a != 0)))
+    return max(candidates, key=voxels)
+
+
 def _fmt(v, digits=2):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -138,6 +189,9 @@ def render(out_dir) -> str:
     prov = metrics.get("provenance", {})
     figs = [risk_figure(risk, traj), roc_figure(traj, metrics), calibration_figure(metrics),
             per_fraction_figure(metrics)]
+    record = _texture_record(out, metrics)
+    if record is not None:
+        figs.append(texture_figure(out, record))
     imgs = "".join(f'<img src="{_png(f)}">' for f in figs)
     e = html.escape
     return f"""<!DOCTYPE html>

@@ -25,7 +25,8 @@ def run_out(small_cohort, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     before = sha256_file(small_cohort)
     manifest = _manifest(small_cohort, tmp / "two_fractions", fractions=2)
-    rc = main(["run", str(manifest), "-o", str(tmp / "out"), *FAST])
+    rc = main(["run", str(manifest), "-o", str(tmp / "out"), *FAST, "--texture-maps", "Heart",
+               "--texture-fractions", "2"])
     assert rc == 0
     assert sha256_file(small_cohort) == before
     return tmp / "out"
@@ -45,7 +46,22 @@ def test_run_writes_metrics_risk_model_and_report(run_out):
     assert len(risk) == 9 * 2 and risk["risk"].between(0, 1).all()
     assert sorted(p.name for p in (run_out / "model").iterdir()) == ["model.json", "weights.safetensors"]
     html = (run_out / "report.html").read_text()
-    assert html.count('<img src="data:image/png;base64,') == 4 and "LKB" in html
+    assert html.count('<img src="data:image/png;base64,') == 5 and "LKB" in html   # 4 + the texture overlay
+
+
+def test_run_writes_texture_maps_for_chosen_organs_and_fractions(run_out):
+    import SimpleITK as sitk
+
+    tm = json.loads((run_out / "metrics.json").read_text())["texture_maps"]
+    assert tm["settings"]["features"] == ["glcm:Contrast", "glcm:JointEntropy", "firstorder:Entropy"]
+    assert len(tm["maps"]) == 3 * 3 and {(r["organ"], r["fraction"]) for r in tm["maps"]} == {("Heart", 2)}
+    for r in tm["maps"]:
+        path = run_out / r["path"]
+        assert path.parent == run_out / "texture" / r["patient"] / "fx2"
+        assert path.name == f"Heart_{r['feature'].replace(':', '_')}.nrrd"
+        assert sitk.ReadImage(str(path)).GetSize() == sitk.ReadImage(str(path.parent / "ct.nrrd")).GetSize()
+        prov = json.loads((path.parent / "texture_maps.json").read_text())
+        assert path.name in prov["outputs"] and prov["settings"]["texture"]["bin_width_gy"] == 2.0
 
 
 def test_report_regenerates(run_out, capsys):
@@ -77,3 +93,22 @@ def test_run_without_outcomes_is_a_clear_error(small_cohort, tmp_path, capsys):
     manifest.write_text(json.dumps(d))
     assert main(["run", str(manifest), "-o", str(tmp_path / "o"), *FAST]) == 2
     assert "no outcomes" in capsys.readouterr().err
+
+
+def test_slicer_bridge_shows_the_run_texture_maps(run_out):
+    pytest.importorskip("slicer", reason="slicer-core wheel not installed")
+    from COMPASSLib import mrml
+    from COMPASSLib.errors import InputError
+
+    pid = json.loads((run_out / "metrics.json").read_text())["texture_maps"]["maps"][0]["patient"]
+    scene = mrml.new_scene()
+    try:
+        nodes = mrml.add_texture_files(run_out, pid, 2, scene)
+        assert sorted(n.GetAttribute("COMPASS.file") for n in nodes) == [
+            "Heart_firstorder_Entropy.nrrd", "Heart_glcm_Contrast.nrrd", "Heart_glcm_JointEntropy.nrrd"]
+        assert all(n.GetDisplayNode().GetColorNodeID() == mrml.texture_colour_table(scene).GetID() for n in nodes)
+        assert any(n.GetAttribute("COMPASS.modality") == "ct" for n in mrml.nodes_by_class(scene, "vtkMRMLScalarVolumeNode"))
+        with pytest.raises(InputError, match="no texture maps"):
+            mrml.add_texture_files(run_out, pid, 1, scene)            # fraction 1 was not mapped
+    finally:
+        mrml.release_scene(scene)

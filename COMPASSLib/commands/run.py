@@ -31,10 +31,30 @@ def run_settings(args) -> dict:
             "scheduler": args.scheduler, "n_bootstrap": args.bootstrap, "twin": twin}
 
 
+def _list(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _fractions(text):
+    import argparse
+
+    try:
+        return [int(t) for t in _list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fractions must be whole numbers separated by commas, got {text!r}")
+
+
 def add_arguments(parser):
     parser.add_argument("cohort", help="cohort.json (or the folder holding it) with outcomes.csv beside it")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
     add_twin_arguments(parser)
+    parser.add_argument("--texture-maps", metavar="ORGANS", type=_list,
+                        help="write voxelwise texture maps of the cumulative BED for these organs (comma-separated, "
+                             "'all', or 'warned': each patient's organs the twin warned for) as "
+                             "OUT/texture/<patient>/fx<k>/<organ>_<feature>.nrrd; default: none")
+    parser.add_argument("--texture-fractions", metavar="K,..", type=_fractions,
+                        help="fractions to map with --texture-maps (default: all)")
+    parser.add_argument("--texture-device", metavar="DEVICE", help="torch device for texture maps (default cpu)")
 
 
 def print_summary(metrics, out):
@@ -57,6 +77,13 @@ def run(args) -> int:
     from COMPASSLib.pipeline import run as run_job
 
     out = Path(args.output)
-    metrics = run_job(args.cohort, out, run_settings(args), progress=print)
+    settings = run_settings(args)
+    if args.texture_maps:
+        one = args.texture_maps[0] if len(args.texture_maps) == 1 else None
+        settings["texture_maps"] = one if one in ("all", "warned") else args.texture_maps
+    for key in ("texture_fractions", "texture_device"):
+        if getattr(args, key):
+            settings[key] = getattr(args, key)
+    metrics = run_job(args.cohort, out, settings, progress=print)
     print_summary(metrics, out)
     return 1 if metrics["provenance"].get("feature_failures") else 0

@@ -2,7 +2,8 @@
 
 Profiles
 - "full" (default): bed_/dvh_ kinetics, shape once per organ, pyradiomics first-order + GLCM, GLRLM, GLSZM,
-  GLDM, NGTDM on the cumulative BED map (dose_), the fraction's CT (ct_) and PET (pet_), PET SUV figures.
+  GLDM, NGTDM on the cumulative BED map (dose_), the fraction's CT (ct_) and PET (pet_), PET SUV figures,
+  and summaries (tex_) of voxelwise texture maps of the cumulative BED (features.texture_summary).
 - "fast": bed_/dvh_ kinetics, PET SUVmean/max/peak and PET first-order only (no texture, no shape, no CT):
   for quick model experiments on large synthetic cohorts.
 """
@@ -25,9 +26,16 @@ TEXTURE = ["firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
 # spinal cord Dmax 50 Gy -> 100 Gy (a/b 2). Rounded: 20 (low-dose bath) .. 100 Gy.
 DEFAULT_BED_LEVELS = [20.0, 40.0, 50.0, 60.0, 70.0, 100.0]
 
+# Voxelwise texture maps of the cumulative BED inside each organ, summarised per row as tex_ columns.
+# bin_width_gy None: the dosiomics file's binWidth (same grey levels as the dose_ texture features);
+# organs None: every scored organ. Local GLCM contrast/entropy is the paper's "dose texture" signal.
+TEXTURE_MAP_DEFAULTS = {"features": ["glcm:Contrast", "glcm:JointEntropy", "firstorder:Entropy"], "radius": 1,
+                        "bin_width_gy": None, "organs": None, "percentiles": [50, 90]}
+
 PROFILES = {
-    "full": {"radiomics": {"dose": TEXTURE, "ct": TEXTURE, "pet": TEXTURE}, "shape": True},
-    "fast": {"radiomics": {"pet": ["firstorder"]}, "shape": False},
+    "full": {"radiomics": {"dose": TEXTURE, "ct": TEXTURE, "pet": TEXTURE}, "shape": True,
+             "texture": TEXTURE_MAP_DEFAULTS},
+    "fast": {"radiomics": {"pet": ["firstorder"]}, "shape": False, "texture": None},
 }
 
 
@@ -44,6 +52,9 @@ class FeatureSettings:
     shape: bool | None = None           # shape features once per organ; None: from profile
     delta: bool = True                  # ct_/pet_ delta columns against fraction 1
     reference: str = "ct"               # reference grid for ingest.load_fraction
+    # voxelwise BED texture-map summaries (tex_ columns): keys of TEXTURE_MAP_DEFAULTS (missing ones take
+    # the default), False: off; None: from profile
+    texture: dict | bool | None = None
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -52,6 +63,9 @@ class FeatureSettings:
             self.radiomics = {m: list(c) for m, c in PROFILES[self.profile]["radiomics"].items()}
         if self.shape is None:
             self.shape = PROFILES[self.profile]["shape"]
+        if self.texture is None:
+            self.texture = PROFILES[self.profile]["texture"]
+        self.texture = _texture_settings(self.texture) if self.texture else False
         unknown = set(self.radiomics) - {"dose", "ct", "pet"}
         if unknown:
             raise InputError(f"radiomics settings for unknown modality {sorted(unknown)} (dose, ct, pet)")
@@ -66,7 +80,7 @@ class FeatureSettings:
     @classmethod
     def from_dict(cls, d: dict, source=None) -> "FeatureSettings":
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k != "radiomics_resolved"}   # resolved() output reads back too
+        d = {k: v for k, v in d.items() if k not in ("radiomics_resolved", "texture_resolved")}   # resolved() too
         unknown = set(d) - names
         if unknown:
             raise InputError(f"unknown feature setting(s) {sorted(unknown)}; known: {sorted(names)}", file=source)
@@ -93,6 +107,9 @@ class FeatureSettings:
                 d.pop("radiomics", None)
             if d.get("shape") == defaults.get("shape"):
                 d.pop("shape", None)
+            if (d.get("texture") or None) == (_texture_settings(defaults["texture"]) if defaults.get("texture")
+                                               else None):
+                d.pop("texture", None)
         d.update(overrides)
         return cls.from_dict(d, source=path)
 
@@ -124,7 +141,47 @@ class FeatureSettings:
         sidecar JSON record, so editing a YAML file invalidates cached results."""
         d = self.to_dict()
         d["radiomics_resolved"] = {m: self.params(m) for m in sorted(self.radiomics) if self.radiomics[m]}
+        d["texture_resolved"] = self.texture_params()
         return d
+
+    def texture_params(self) -> dict | None:
+        """The texture-map settings with the bin width filled in (None when texture maps are off)."""
+        if not self.texture:
+            return None
+        t = dict(self.texture)
+        if t["bin_width_gy"] is None:
+            from COMPASSLib.features.radiomics import load_params
+
+            p = load_params(self.radiomics_params.get("dose", "dose"))
+            t["bin_width_gy"] = float((p.get("setting") or {}).get("binWidth", 25.0))   # pyradiomics' default
+        return t
+
+
+def _texture_settings(texture) -> dict:
+    """Texture settings completed with the defaults and checked (feature names by texture_maps.parse_features)."""
+    from COMPASSLib.features.texture_maps import parse_features
+
+    if texture is True:
+        texture = {}
+    if not isinstance(texture, dict):
+        raise InputError(f"texture settings must be a mapping of {sorted(TEXTURE_MAP_DEFAULTS)} or false "
+                         f"(got {texture!r})")
+    unknown = set(texture) - set(TEXTURE_MAP_DEFAULTS)
+    if unknown:
+        raise InputError(f"unknown texture setting(s) {sorted(unknown)}; known: {sorted(TEXTURE_MAP_DEFAULTS)}")
+    t = {**TEXTURE_MAP_DEFAULTS, **texture}
+    t["features"] = parse_features(t["features"])
+    if not isinstance(t["radius"], int) or isinstance(t["radius"], bool) or t["radius"] < 1:
+        raise InputError(f"texture radius must be a whole number of voxels >= 1 (got {t['radius']!r})")
+    bw = t["bin_width_gy"]
+    if bw is not None and (not isinstance(bw, (int, float)) or isinstance(bw, bool) or not bw > 0):
+        raise InputError(f"texture bin_width_gy must be a number > 0 Gy or null (got {bw!r})")
+    pct = t["percentiles"]
+    if not isinstance(pct, (list, tuple)) or not all(isinstance(q, (int, float)) and 0 <= q <= 100 for q in pct):
+        raise InputError(f"texture percentiles must be a list of numbers in 0..100 (got {pct!r})")
+    t["percentiles"] = list(pct)
+    t["organs"] = None if t["organs"] is None else list(t["organs"])
+    return t
 
 
 def organs_to_score(settings: FeatureSettings, cohort) -> list:

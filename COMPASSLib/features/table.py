@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # Bump when the numbers a given input and settings produce change: old cache entries then stop matching.
 FEATURE_CODE_VERSION = "1"
 KEYS = ("patient", "organ", "fraction")
-GROUPS = ("bed_", "dvh_", "shape_", "dose_", "ct_", "pet_", "clin_")
+GROUPS = ("bed_", "dvh_", "shape_", "dose_", "tex_", "ct_", "pet_", "clin_")
 _DELTA_GROUPS = ("ct_", "pet_")
 
 
@@ -149,22 +149,16 @@ def _fraction_rows(images, organs, settings: FeatureSettings, state: dict, prev_
 
     from COMPASSLib import dose as dosemod
     from COMPASSLib import resources
-    from COMPASSLib.features import kinetics, pet as petmod, radiomics as rad
+    from COMPASSLib.features import kinetics, pet as petmod, radiomics as rad, texture_summary
 
     dose_arr = dosemod.checked_dose(images.dose, f"dose of fraction {k}")
     voxel_cc = dosemod.voxel_volume_cc(images.dose)
     if prev_maps and prev_maps["dose"].shape != dose_arr.shape:
         raise GeometryError("dose grid differs from the earlier fractions' grid; cumulative BED needs one grid "
                             "per patient (use the CT reference grid)", patient=patient_id, fraction=k)
-    cum_dose = dose_arr + (prev_maps["dose"] if prev_maps else 0.0)
-    # float32 like the NRRD/DICOM inputs; the cache stores the same arrays, so a cached rerun is exact
-    state["dose"] = cum_dose.astype(np.float32)
-
-    fx_beds = {}
-    for organ in organs:   # BED maps do not depend on the contour: keep them for every organ, every fraction
-        ab = resources.alpha_beta(organ, settings.alpha_beta)
-        fx_beds[organ] = np.asarray(dosemod.bed(dose_arr, ab))
-        state[f"bed_{organ}"] = (fx_beds[organ] + (prev_maps[f"bed_{organ}"] if prev_maps else 0.0)).astype(np.float32)
+    fx_beds = accumulate_bed(dose_arr, organs, settings.alpha_beta, prev_maps, state)
+    tex = settings.texture_params()
+    tex_organs = set(organs if not tex or tex["organs"] is None else tex["organs"])
     rows = []
     for organ in organs:
         if organ not in images.masks:
@@ -195,8 +189,13 @@ def _fraction_rows(images, organs, settings: FeatureSettings, state: dict, prev_
                 shape_cache[organ] = {c[2:]: v for c, v in values.items()}   # x_shape_<F> -> shape_<F>
             row.update(shape_cache[organ])
         where = dict(organ=organ, patient=patient_id, fraction=k)
+        bed_img = _like(cum_bed, images.dose)   # the float32 BED image of dosiomics and texture maps alike
         if "dose" in extractors:
-            row.update(rad.execute(extractors["dose"], _like(cum_bed, images.dose), mask_img, "dose", **where))
+            row.update(rad.execute(extractors["dose"], bed_img, mask_img, "dose", **where))
+        if tex and organ in tex_organs:
+            t1 = time.perf_counter()
+            row.update(texture_summary.organ_summary(bed_img, mask_img, tex, **where))
+            timings["texture_s"] = timings.get("texture_s", 0.0) + time.perf_counter() - t1
         if "ct" in extractors:
             row.update(rad.execute(extractors["ct"], images.ct, mask_img, "ct", **where))
         if images.pet is not None:
@@ -213,6 +212,22 @@ def _fraction_rows(images, organs, settings: FeatureSettings, state: dict, prev_
     if images.pet is None:
         warn(f"no PET for patient {patient_id} fraction {k}: pet_* columns are NaN")
     return rows
+
+
+def accumulate_bed(dose_arr, organs, alpha_beta_overrides, prev_maps, state) -> dict:
+    """Cumulative physical dose and per-organ BED after this fraction into `state` ("dose", "bed_<organ>",
+    float32 like the NRRD/DICOM inputs; the cache stores the same arrays, so a cached rerun is exact).
+    Returns the fraction's own BED per organ (float64)."""
+    from COMPASSLib import dose as dosemod
+    from COMPASSLib import resources
+
+    state["dose"] = (dose_arr + (prev_maps["dose"] if prev_maps else 0.0)).astype(np.float32)
+    fx_beds = {}
+    for organ in organs:   # BED maps do not depend on the contour: keep them for every organ, every fraction
+        ab = resources.alpha_beta(organ, alpha_beta_overrides)
+        fx_beds[organ] = np.asarray(dosemod.bed(dose_arr, ab))
+        state[f"bed_{organ}"] = (fx_beds[organ] + (prev_maps[f"bed_{organ}"] if prev_maps else 0.0)).astype(np.float32)
+    return fx_beds
 
 
 def _like(values: np.ndarray, template):
