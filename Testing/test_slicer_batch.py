@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("slicer", reason="slicer-core wheel not installed")
+import slicer  # noqa: F401  (slicer-core is a pinned test dependency: fail, never skip)
 
 from COMPASSLib import batch, mrml  # noqa: E402
 
@@ -17,11 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cohort_json(request):
-    synth = pytest.importorskip("COMPASSLib.synth")
-    if not hasattr(synth, "generate_cohort"):
-        pytest.skip("COMPASSLib.synth.generate_cohort not available yet")
-    return request.getfixturevalue("small_cohort")
+def cohort_json(small_cohort):
+    return small_cohort
 
 
 def write_risk(cohort_json, path):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed")
-sitk = pytest.importorskip("SimpleITK")
+import slicer  # slicer-core is a pinned test dependency: fail, never skip
+import SimpleITK as sitk
 
 from COMPASSLib import mrml  # noqa: E402
 from COMPASSLib.errors import InputError  # noqa: E402
@@ -257,12 +257,8 @@ def test_cancel_stops_loading(scene):
 
 # --- a synthetic patient, end to end -----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def cohort_json(request):
-    synth = pytest.importorskip("COMPASSLib.synth")
-    if not hasattr(synth, "generate_cohort"):
-        pytest.skip("COMPASSLib.synth.generate_cohort not available yet")
-    pytest.importorskip("COMPASSLib.ingest")
-    return request.getfixturevalue("small_cohort")
+def cohort_json(small_cohort):
+    return small_cohort
 
 
 @pytest.fixture(scope="module")
@@ -405,7 +401,7 @@ def test_volume_to_image_inverts_add_volume(scene):
 
 def test_texture_maps_of_loaded_patient_equal_the_library(loaded):
     """The overlay shows what COMPASSLib.features.texture_maps computes on the cumulative BED."""
-    tm = pytest.importorskip("COMPASSLib.features.texture_maps")
+    from COMPASSLib.features import texture_maps as tm
     s, nodes = loaded["scene"], loaded["nodes"]
     k = nodes.fractions[-1]
     seg = s.GetNodeByID(nodes.segmentations[k])
