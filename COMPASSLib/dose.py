@@ -55,11 +55,9 @@ def _view(x) -> np.ndarray:
 def _like(values: np.ndarray, template):
     """Return `values` as the kind of `template`: a float32 image with its geometry, or an array."""
     if _is_image(template):
-        import SimpleITK as sitk
+        from COMPASSLib.geometry import image_like
 
-        out = sitk.GetImageFromArray(values.astype(np.float32))
-        out.CopyInformation(template)
-        return out
+        return image_like(values, template, np.float32)
     return values
 
 

@@ -29,6 +29,15 @@ def _sitk():
     return sitk
 
 
+def image_like(values: np.ndarray, template, dtype=None):
+    """A SimpleITK image of the (z, y, x) array `values` on `template`'s grid (origin, spacing,
+    direction copied exactly); cast to `dtype` first when given."""
+    sitk = _sitk()
+    out = sitk.GetImageFromArray(values if dtype is None else values.astype(dtype))
+    out.CopyInformation(template)
+    return out
+
+
 def same_grid(a, b, tol: float = 1e-4) -> bool:
     """True when two images share size, origin, spacing and direction (to `tol`, mm or cosine)."""
     if tuple(a.GetSize()) != tuple(b.GetSize()):

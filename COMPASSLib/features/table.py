@@ -22,6 +22,7 @@ import numpy as np
 
 from COMPASSLib.errors import CompassError, FeatureError, GeometryError
 from COMPASSLib.features.settings import FeatureSettings, organs_to_score
+from COMPASSLib.geometry import image_like
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def _fraction_rows(images, organs, settings: FeatureSettings, state: dict, prev_
                 shape_cache[organ] = {c[2:]: v for c, v in values.items()}   # x_shape_<F> -> shape_<F>
             row.update(shape_cache[organ])
         where = dict(organ=organ, patient=patient_id, fraction=k)
-        bed_img = _like(cum_bed, images.dose)   # the float32 BED image of dosiomics and texture maps alike
+        bed_img = image_like(cum_bed, images.dose, np.float32)   # the float32 BED image of dosiomics and texture maps alike
         if "dose" in extractors:
             row.update(rad.execute(extractors["dose"], bed_img, mask_img, "dose", **where))
         if tex and organ in tex_organs:
@@ -228,14 +229,6 @@ def accumulate_bed(dose_arr, organs, alpha_beta_overrides, prev_maps, state) -> 
         fx_beds[organ] = np.asarray(dosemod.bed(dose_arr, ab))
         state[f"bed_{organ}"] = (fx_beds[organ] + (prev_maps[f"bed_{organ}"] if prev_maps else 0.0)).astype(np.float32)
     return fx_beds
-
-
-def _like(values: np.ndarray, template):
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(values.astype(np.float32))
-    img.CopyInformation(template)
-    return img
 
 
 # --------------------------------------------------------------------------------------- one patient

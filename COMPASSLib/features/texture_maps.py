@@ -215,11 +215,9 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
 
 def _like(values: np.ndarray, template):
     if _is_image(template):
-        import SimpleITK as sitk
+        from COMPASSLib.geometry import image_like
 
-        im = sitk.GetImageFromArray(values)
-        im.CopyInformation(template)
-        return im
+        return image_like(values, template)
     return values
 
 

@@ -81,7 +81,8 @@ def _patient_maps(cohort, pid, out_dir, fs, tex, organs, fractions, device) -> l
     import SimpleITK as sitk
 
     from COMPASSLib import atomic, dose as dosemod
-    from COMPASSLib.features.table import _like, _safe, accumulate_bed
+    from COMPASSLib.features.table import _safe, accumulate_bed
+    from COMPASSLib.geometry import image_like
     from COMPASSLib.features.texture_maps import organ_texture_maps, write_maps
     from COMPASSLib.ingest import PatientLoader
 
@@ -105,7 +106,7 @@ def _patient_maps(cohort, pid, out_dir, fs, tex, organs, fractions, device) -> l
             mask = images.masks.get(organ)
             if mask is None or not sitk.GetArrayViewFromImage(mask).any():
                 continue
-            bed = _like(state[f"bed_{organ}"].astype("float64"), images.dose)
+            bed = image_like(state[f"bed_{organ}"].astype("float64"), images.dose, "float32")
             for key, m in organ_texture_maps(bed, {organ: mask}, tex["features"], radius=tex["radius"],
                                              bin_width=tex["bin_width_gy"], device=device, patient=pid,
                                              fraction=k)[organ].items():
