@@ -278,6 +278,11 @@ def glcm(levels, inside, tables, wanted, *, ng_max: int, roi_levels: int = 2, dt
                               local=local, lmin=lmin, span=span)
              for first, second in tables]
     angle_ok = torch.cat([p[1] for p in parts], -1)
+    if "MCC" in parts[0][0]:
+        ca, cb, ok, nlev, total, unit = _join_direction_groups([p[0]["MCC"] for p in parts])
+        mcc = _second_eigen_sqrt(ca, cb, ok, nlev, total, dtype, unit=unit)
+        for p, part in zip(parts, mcc.split([p[1].shape[-1] for p in parts], -1)):
+            p[0]["MCC"] = part
     names = list(parts[0][0])
     # all features at once: (V, features, 13 directions)
     stacked = torch.cat([torch.stack([p[0][name] for name in names], 1) for p in parts], -1)
@@ -386,6 +391,10 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
     cell_wanted = {"JointEnergy", "JointEntropy", "MaximumProbability"} & set(wanted)
     if marginal_names and ("Imc1" in wanted or "Imc2" in wanted):
         cell_wanted.add("JointEntropy")                                  # HXY
+    if "MCC" in wanted and (cell_wanted or P <= 32):
+        # the distinct cells also tell which pair graphs have MCC = 1 (see below): free when the
+        # cells are sorted anyway, worth a sort of the few pairs of small kernels
+        cell_wanted.add("graph")
     if cell_wanted:
         cells = _joint_cells_one_way(li, lj, ok, n, base, sentinel, cell_wanted, dtype)
         out.update({name: v for name, v in cells.items() if name in wanted})
@@ -430,8 +439,35 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
             compact = (torch.cumsum(present, -1) - 1).clamp_(min=0)   # (ends of no pair: weight 0)
             ca = torch.gather(compact, -1, la)
             cb = torch.gather(compact, -1, lb)
-            out["MCC"] = _second_eigen_sqrt(ca, cb, ok, present.sum(-1), total, dtype)
+            nlev = present.sum(-1)
+            unit = None
+            if "graph" in cell_wanted:
+                # Graph of the levels joined by the pairs: disconnected (1 is a double eigenvalue of
+                # T) or bipartite (-1 is one) gives MCC = 1. Counting rules that need no search:
+                # fewer distinct edges than levels - 1 cannot connect; a loop-free graph with
+                # levels - 1 edges is a tree (bipartite) or disconnected.
+                off, loops = cells["graph"]
+                unit = (off < nlev - 1) | ((loops == 0) & (off <= nlev - 1))
+            # solved once for all direction groups by the caller (fewer, larger batches)
+            out["MCC"] = (ca, cb, ok, nlev, total, unit)
     return out, angle_ok
+
+
+def _join_direction_groups(groups):
+    """Concatenate the MCC inputs (ca, cb, ok, nlev, total, unit) of the direction groups along the
+    direction axis; pair axes padded to the longest with invalid pairs."""
+    E = max(g[0].shape[-1] for g in groups)
+
+    def pad(t, value):
+        return torch.nn.functional.pad(t, (0, E - t.shape[-1]), value=value)
+
+    ca = torch.cat([pad(g[0], 0) for g in groups], 1)
+    cb = torch.cat([pad(g[1], 0) for g in groups], 1)
+    ok = torch.cat([pad(g[2], False) for g in groups], 1)
+    nlev = torch.cat([g[3] for g in groups], 1)
+    total = torch.cat([g[4] for g in groups], 1)
+    units = [g[5] if g[5] is not None else torch.zeros_like(g[3], dtype=torch.bool) for g in groups]
+    return ca, cb, ok, nlev, total, torch.cat(units, 1)
 
 
 def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
@@ -462,6 +498,9 @@ def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
         out["JointEnergy"] = (cells * p * p).sum(-1)
     if "MaximumProbability" in wanted:
         out["MaximumProbability"] = p.max(-1).values
+    if "graph" in wanted:
+        used = counts > 0
+        out["graph"] = ((used & ~diag).sum(-1), (used & diag).sum(-1))   # distinct edges, loops
     return out
 
 
@@ -477,7 +516,7 @@ def _hxy2(px: torch.Tensor) -> torch.Tensor:
     return -(2 * plogp) - L * L * (EPS / math.log(2))
 
 
-def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype):
+def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype, unit=None):
     """sqrt of the second largest eigenvalue of Q = D^-1 P D^-1 P (D = diag of the marginal px, P the
     normalised symmetric GLCM of one kernel and direction, given as its one-way pairs: local level
     indices `row_local`, `col_local` among the `nlev` levels present, `valid` flags), computed
@@ -491,6 +530,11 @@ def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype):
     E = row_local.shape[-1]
     n = nlev.reshape(-1)
     out = torch.zeros(n.shape[0], dtype=dtype, device=n.device)     # one level: 0
+    if unit is not None:
+        # second eigenvalue +-1 known from the pair graph (see _glcm_directions): nothing to solve
+        unit = unit.reshape(-1)
+        out[unit] = 1
+        n = torch.where(unit, torch.ones_like(n), n)
     # matrices in order of size: each size's entries are then one slice, gathered once
     order = torch.argsort(n)
     sizes, per_size = torch.unique_consecutive(n[order], return_counts=True)
@@ -537,3 +581,4 @@ def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype):
             res[sl] = torch.maximum(ev[:, 0].abs(), ev[:, -1].abs())
     out[many] = res
     return out.reshape(lead)
+
