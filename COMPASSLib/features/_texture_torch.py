@@ -417,24 +417,29 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
         nloc = int(local.max().item()) + 1
         counts = torch.zeros(shape[:-1] + (nloc,), dtype=torch.int64, device=levels.device)
         counts.scatter_add_(-1, la, okc).scatter_add_(-1, lb, okc)
-        px = counts.to(dtype) / total.unsqueeze(-1)                      # per level of the kernel
+        present = counts > 0
+        nlev = present.sum(-1)                                            # levels L present
         if "Imc1" in wanted or "Imc2" in wanted:
             hxy = cells["JointEntropy"]
-        if "Imc1" in wanted:
             hx = _entropy_of_counts(counts, 2 * n, 2 * P, dtype)
-            # HXY1 = -sum over the symmetric matrix of p(i, j) log2(px_i px_j + eps): an entry and
-            # its mirror give the same term, so twice the sum over the one-way pairs.
-            pxa = torch.gather(px, -1, la)
-            pxb = torch.gather(px, -1, lb)
-            hxy1 = -2 * torch.where(ok, torch.log2(pxa * pxb + EPS), zero).sum(-1) / total
+            # Both joint entropies of the marginals follow from HX = -sum px log2(px + eps), with
+            # log2(u + eps) = log2(u) + eps / (u ln 2) to within (eps / u)^2 (u >= 1 / (2 pairs)^2):
+            # HXY1 = -sum_ij p_ij log2(px_i px_j + eps) = 2 HX + 2 L eps / ln 2 - eps / ln 2 sum_ij
+            # p_ij / (px_i px_j), the last term < 1e-13 (left out); HXY2 = -sum_ij px_i px_j
+            # log2(px_i px_j + eps) = 2 HX + (2 L - L^2) eps / ln 2 (sum px = 1).
+            l_eps = nlev.to(dtype) * (EPS / math.log(2))
+            two_hx = 2 * hx + 2 * l_eps
+        if "Imc1" in wanted:
+            hxy1 = two_hx
             div = hx  # max(HX, HY) with HX == HY for a symmetric matrix
-            imc1 = torch.where(div != 0, (hxy - hxy1) / torch.where(div != 0, div, torch.ones_like(div)),
+            # one level: HXY = HXY1 = HX = -log2(1 + eps) in pyradiomics, 0 / HX = 0 (the left-out
+            # term is not negligible against that tiny HX)
+            imc1 = torch.where((div != 0) & (nlev > 1),
+                               (hxy - hxy1) / torch.where(div != 0, div, torch.ones_like(div)),
                                torch.zeros_like(div))
             out["Imc1"] = imc1
         if "Imc2" in wanted:
-            # HXY2 = -sum over all (i, j) level pairs of px_i px_j log2(px_i px_j + eps), over the
-            # L present levels: built from the L distinct marginals.
-            hxy2 = _hxy2(px)
+            hxy2 = two_hx - l_eps * nlev.to(dtype)
             val = 1 - torch.exp(-2 * (hxy2 - hxy))
             # pyradiomics: (1 - e^..)^0.5, NaN when negative, and 0 where HXY2 == HXY. HXY2 == HXY
             # means independent rows and columns (zero mutual information), which small kernels
@@ -446,11 +451,9 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
             out["Imc2"] = imc2
         if "MCC" in wanted:
             # matrices over the levels present in each direction: renumber the kernel's levels
-            present = counts > 0
             compact = (torch.cumsum(present, -1) - 1).clamp_(min=0)   # (ends of no pair: weight 0)
             ca = torch.gather(compact, -1, la)
             cb = torch.gather(compact, -1, lb)
-            nlev = present.sum(-1)
             unit = None
             if "graph" in cell_wanted:
                 # Graph of the levels joined by the pairs: disconnected (1 is a double eigenvalue of
@@ -513,18 +516,6 @@ def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
         used = counts > 0
         out["graph"] = ((used & ~diag).sum(-1), (used & diag).sum(-1))   # distinct edges, loops
     return out
-
-
-def _hxy2(px: torch.Tensor) -> torch.Tensor:
-    """HXY2 = -sum_{i,j} px_i px_j log2(px_i px_j + eps) over the L present levels (px: marginals of
-    the distinct levels, zeros padded), in O(L): with sum px = 1 the double sum of u log2 u is
-    2 sum px log2 px, and log2(u + eps) - log2(u) = eps / (u ln 2) to within (eps/u)^2 < 1e-20
-    (u >= 1 / (2 x pairs)^2), which adds L^2 eps / ln 2."""
-    present = px > 0
-    L = present.sum(-1).to(px.dtype)
-    plogp = torch.where(present, px * torch.log2(torch.where(present, px, torch.ones_like(px))),
-                        torch.zeros_like(px)).sum(-1)
-    return -(2 * plogp) - L * L * (EPS / math.log(2))
 
 
 def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype, unit=None):
