@@ -103,29 +103,26 @@ def _run_counts(sorted_codes: torch.Tensor, valid_sorted: torch.Tensor):
 
 
 @functools.lru_cache(maxsize=16)
-def _plogp_table(max_total: int, dtype, device) -> torch.Tensor:
-    """p log2(p + eps) for p = c / t, all whole c, t in 0..max_total, flat at c * (max_total + 1) + t
-    (0 where t = 0): the entropy terms of counts without a log per count. Each term is computed
-    with the same floating-point operations as directly, so the terms are bitwise equal."""
-    c = torch.arange(max_total + 1, dtype=dtype, device=device)
-    p = c.unsqueeze(1) / c.clamp(min=1).unsqueeze(0)
-    table = p * torch.log2(p + EPS)
-    table[:, 0] = 0
-    return table.reshape(-1)
+def _clog_table(max_count: int, dtype, device) -> torch.Tensor:
+    """c log2 c for whole c in 0..max_count (0 at c = 0)."""
+    c = torch.arange(max_count + 1, dtype=dtype, device=device)
+    return torch.where(c > 0, c * torch.log2(c.clamp(min=1)), 0.0)
 
 
-def _plogp(counts: torch.Tensor, total: torch.Tensor, max_total: int, dtype) -> torch.Tensor:
-    """p log2(p + eps) with p = counts / total (whole numbers, counts <= total <= max_total;
-    `total` broadcasts against `counts` without its last axis)."""
-    table = _plogp_table(int(max_total), dtype, counts.device)
-    idx = counts * (int(max_total) + 1) + total.unsqueeze(-1)
-    return table.index_select(0, idx.reshape(-1)).reshape(idx.shape)
-
-
-def _entropy_of_counts(counts: torch.Tensor, total: torch.Tensor, max_total: int, dtype) -> torch.Tensor:
-    """-sum p log2(p + eps), p = count / total (pyradiomics' entropy; zero counts give 0); counts and
-    total whole numbers (int64) up to max_total."""
-    return -_plogp(counts, total, max_total, dtype).sum(-1)
+def _entropy_of_counts(counts: torch.Tensor, total: torch.Tensor, max_total: int, dtype,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
+    """-sum p log2(p + eps), p = count / total (pyradiomics' entropy; zero counts give 0), for whole
+    counts up to max_total that sum to `total` (with `weights`: each count stands for that many
+    cells). Computed as log2(total) - sum c log2 c / total from a table of c log2 c (one lookup
+    per count, no log): the eps inside pyradiomics' log adds (cells present) x eps / ln 2 < 1e-14,
+    far below the tolerance of the equality tests; 0 where total is 0."""
+    table = _clog_table(int(max_total), dtype, counts.device)
+    terms = table.index_select(0, counts.reshape(-1)).reshape(counts.shape)
+    if weights is not None:
+        terms = terms * weights
+    t = total.to(dtype)
+    h = torch.log2(t.clamp(min=1)) - terms.sum(-1) / t.clamp(min=1)
+    return torch.where(total > 0, h, 0.0)
 
 
 def _masked_sort(codes: torch.Tensor, valid: torch.Tensor, sentinel: int):
@@ -507,7 +504,7 @@ def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
     cells = torch.where(diag, 1, 2).to(dtype)                        # cells with that probability
     out = {}
     if "JointEntropy" in wanted:
-        out["JointEntropy"] = -(cells * _plogp(cell, total, 2 * li.shape[-1], dtype)).sum(-1)
+        out["JointEntropy"] = _entropy_of_counts(cell, total, 2 * li.shape[-1], dtype, weights=cells)
     if "JointEnergy" in wanted:
         out["JointEnergy"] = (cells * p * p).sum(-1)
     if "MaximumProbability" in wanted:
