@@ -498,17 +498,18 @@ def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
     diag_entry = sv & torch.gather(li == lj, -1, perm)
     diag = torch.zeros(sc.shape, dtype=torch.bool, device=sc.device).scatter_(-1, slot, diag_entry)
     diag = diag[..., :counts.shape[-1]]
-    cell = torch.where(diag, 2 * counts, counts)                     # count of one cell
+    cell = counts << diag                                             # count of one cell
     total = 2 * n                                                     # sum of the symmetric GLCM
-    p = cell.to(dtype) / total.clamp(min=1).to(dtype).unsqueeze(-1)  # probability of one cell
-    cells = torch.where(diag, 1, 2).to(dtype)                        # cells with that probability
+    cells = torch.where(diag, 1.0, 2.0).to(dtype)                     # cells with that count
     out = {}
     if "JointEntropy" in wanted:
         out["JointEntropy"] = _entropy_of_counts(cell, total, 2 * li.shape[-1], dtype, weights=cells)
-    if "JointEnergy" in wanted:
-        out["JointEnergy"] = (cells * p * p).sum(-1)
-    if "MaximumProbability" in wanted:
-        out["MaximumProbability"] = p.max(-1).values
+    if {"JointEnergy", "MaximumProbability"} & set(wanted):
+        p = cell.to(dtype) / total.clamp(min=1).to(dtype).unsqueeze(-1)  # probability of one cell
+        if "JointEnergy" in wanted:
+            out["JointEnergy"] = (cells * p * p).sum(-1)
+        if "MaximumProbability" in wanted:
+            out["MaximumProbability"] = p.max(-1).values
     if "graph" in wanted:
         used = counts > 0
         out["graph"] = ((used & ~diag).sum(-1), (used & diag).sum(-1))   # distinct edges, loops
@@ -576,8 +577,46 @@ def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype, unit=Non
             z = tu - (beta / 2 * (u * tu).sum(-1, keepdim=True)) * u
             u1, z1 = u[:, 1:], z[:, 1:]
             block = T[:, 1:, 1:] - u1.unsqueeze(-1) * z1.unsqueeze(-2) - z1.unsqueeze(-1) * u1.unsqueeze(-2)
-            ev = torch.linalg.eigvalsh(block)
-            res[sl] = torch.maximum(ev[:, 0].abs(), ev[:, -1].abs())
+            if size == 4:
+                val, ok = _max_abs_eig_sym3(block)
+                if not bool(ok.all()):
+                    bad = (~ok).nonzero().squeeze(-1)
+                    ev = torch.linalg.eigvalsh(block.index_select(0, bad))
+                    val[bad] = torch.maximum(ev[:, 0].abs(), ev[:, -1].abs())
+                res[sl] = val
+            else:
+                ev = torch.linalg.eigvalsh(block)
+                res[sl] = torch.maximum(ev[:, 0].abs(), ev[:, -1].abs())
     out[many] = res
     return out.reshape(lead)
 
+
+
+# Closed-form 3x3 eigenvalues are used only where the wanted extreme one is this far (as 1 -+ r of
+# the trigonometric form) from the middle one; closer, the form loses digits (sqrt(eps) at a double
+# root) and LAPACK solves those.
+_SYM3_SEPARATION = 1e-6
+
+
+def _max_abs_eig_sym3(a: torch.Tensor):
+    """Largest |eigenvalue| of symmetric 3x3 matrices (batch, 3, 3) in closed form (trigonometric
+    solution of the characteristic cubic: eigenvalues q + 2 p cos(phi + 2 pi k / 3), r = cos 3 phi =
+    det((A - q I) / p) / 2). The extreme eigenvalues carry an error of a few eps x p except where the
+    top one nears the middle one (r -> -1) or the bottom one does (r -> 1). Returns (values, ok):
+    ok False where the extreme that is wanted is too close to the middle one (solve those with LAPACK)."""
+    a00, a11, a22 = a[:, 0, 0], a[:, 1, 1], a[:, 2, 2]
+    a01, a02, a12 = a[:, 0, 1], a[:, 0, 2], a[:, 1, 2]
+    q = (a00 + a11 + a22) / 3
+    b00, b11, b22 = a00 - q, a11 - q, a22 - q
+    p = torch.sqrt((b00 * b00 + b11 * b11 + b22 * b22 + 2 * (a01 * a01 + a02 * a02 + a12 * a12)) / 6)
+    flat = p <= 1e-14                                  # a multiple of I: every eigenvalue is q
+    ps = torch.where(flat, 1.0, p)
+    det = (b00 * (b11 * b22 - a12 * a12) - a01 * (a01 * b22 - a12 * a02) + a02 * (a01 * a12 - b11 * a02))
+    r = (det / (ps * ps * ps) / 2).clamp(-1, 1)
+    phi = torch.acos(r) / 3
+    top = q + 2 * p * torch.cos(phi)
+    bottom = q + 2 * p * torch.cos(phi + 2 * math.pi / 3)
+    want_top = top.abs() >= bottom.abs()
+    value = torch.where(flat, q.abs(), torch.where(want_top, top.abs(), bottom.abs()))
+    ok = flat | torch.where(want_top, r > -1 + _SYM3_SEPARATION, r < 1 - _SYM3_SEPARATION)
+    return value, ok
