@@ -288,7 +288,6 @@ def glcm(levels, inside, tables, wanted, *, ng_max: int, roi_levels: int = 2, dt
     parts = [_glcm_directions(levels, inside, first, second, wanted, ng_max=ng_max, dtype=dtype,
                               local=local, lmin=lmin, span=span)
              for first, second in tables]
-    angle_ok = torch.cat([p[1] for p in parts], -1)
     if "MCC" in parts[0][0]:
         ca, cb, ok, nlev, total, unit = _join_direction_groups([p[0]["MCC"] for p in parts])
         mcc = _second_eigen_sqrt(ca, cb, ok, nlev, total, dtype, unit=unit)
@@ -315,83 +314,12 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
     n = ok.sum(-1)                                          # one-way pairs per direction
     angle_ok = n > 0
     nf = n.to(dtype).clamp(min=1)
-    zero = torch.zeros((), dtype=dtype, device=levels.device)
     out = {}
-
-    # Every feature but the joint-cell ones (entropy, energy, maximum, marginals) is a sum over the
-    # pairs of a function of the difference k = |i - j| or of the sum i + j, so over the histograms
-    # of k and of j = i + j - 2 (lowest level of the kernel): short (span = highest - lowest level
-    # in a kernel), filled by one scatter each, summed against tables of the functions. Pairs
-    # outside the kernel or ROI have weight 0 (their clamped bins do not matter).
     span = int(span)
     P = first.shape[1]
     okc = ok.to(torch.int64)
-    k = (li - lj).abs().clamp_(max=span)
-    j = (li + lj - 2 * lmin.view(-1, 1, 1)).clamp_(0, 2 * span)
-    dev = levels.device
-    hk_c = torch.zeros(shape[:-1] + (span + 1,), dtype=torch.int64, device=dev).scatter_add_(-1, k, okc)
-    hs_c = torch.zeros(shape[:-1] + (2 * span + 1,), dtype=torch.int64, device=dev).scatter_add_(-1, j, okc)
-    f64 = torch.float64  # the sums in float64 whatever `dtype` (whole-number sums stay exact)
-    kv = torch.arange(span + 1, dtype=f64, device=dev)
-    ngf = float(ng_max)
-    kfun = hk_c.to(f64) @ torch.stack([kv, kv ** 2, 1 / (1 + kv ** 2), 1 / (1 + kv), 1 / (1 + kv ** 2 / ngf ** 2),
-                                       1 / (1 + kv / ngf), torch.where(kv > 0, 1 / kv.clamp(min=1) ** 2, 0)], -1)
-    jv = torch.arange(2 * span + 1, dtype=f64, device=dev)
-    jpow = hs_c.to(f64) @ torch.stack([jv, jv ** 2, jv ** 3, jv ** 4], -1)
-    n64 = n.to(f64).clamp(min=1)
-    # The power sums are whole numbers, exact in float64; the central moments are taken from them in
-    # int64 (exact, one rounding at the end) unless the largest term could overflow (kernels
-    # spanning hundreds of grey levels), then in floating point.
-    exact = 16 * (P * 2 * span) ** 4 < _INT64_MOMENT_BOUND
-    it = torch.int64 if exact else f64
-    nn = n.to(it)
-    K1, K2 = kfun[..., 0].to(it), kfun[..., 1].to(it)
-    T1, T2, T3, T4 = (jpow[..., q].to(it) for q in range(4))
-    S1 = T1 + nn * (2 * lmin.view(-1, 1)).to(it)               # sum of i + j over the pairs
-
-    def over(num, power):
-        return (num.to(f64) / n64 ** power).to(dtype)
-
-    ux = over(S1, 1) / 2                                      # mean of i (= mean of j, symmetric)
-    if "Autocorrelation" in wanted:
-        # i j = ((i + j)^2 - k^2) / 4; sum (i + j)^2 from the shifted sums
-        S2 = T2 + 2 * (2 * lmin.view(-1, 1)).to(it) * T1 + nn * (2 * lmin.view(-1, 1)).to(it) ** 2
-        out["Autocorrelation"] = over(S2 - K2, 1) / 4
-    if "JointAverage" in wanted:
-        out["JointAverage"] = ux
-    if "SumAverage" in wanted:
-        out["SumAverage"] = over(S1, 1)
-    if "ClusterTendency" in wanted:
-        out["ClusterTendency"] = over(nn * T2 - T1 ** 2, 2)
-    if "ClusterShade" in wanted:
-        out["ClusterShade"] = over(nn ** 2 * T3 - 3 * nn * T1 * T2 + 2 * T1 ** 3, 3)
-    if "ClusterProminence" in wanted:
-        out["ClusterProminence"] = over(nn ** 3 * T4 - 4 * nn ** 2 * T1 * T3 + 6 * nn * T1 ** 2 * T2
-                                        - 3 * T1 ** 4, 4)
-    if "Contrast" in wanted:
-        out["Contrast"] = over(K2, 1)
-    if "DifferenceAverage" in wanted:
-        out["DifferenceAverage"] = over(K1, 1)
-    if "DifferenceVariance" in wanted:
-        out["DifferenceVariance"] = over(nn * K2 - K1 ** 2, 2)
-    for q, name in enumerate(("Idm", "Id", "Idmn", "Idn", "InverseVariance"), start=2):
-        if name in wanted:
-            out[name] = (kfun[..., q] / n64).to(dtype)
-    if "SumSquares" in wanted or "Correlation" in wanted:
-        # variance of i over the symmetric matrix and covariance of i and j: i^2 + j^2 and i j from
-        # the sum and difference; both are shift-invariant, so the shifted sums serve
-        var = over(nn * (T2 + K2) - T1 ** 2, 2) / 4
-        if "SumSquares" in wanted:
-            out["SumSquares"] = var
-        if "Correlation" in wanted:
-            sig = torch.sqrt(var)
-            corm = over(nn * (T2 - K2) - T1 ** 2, 2) / 4
-            corr = corm / (sig * sig + EPS)
-            out["Correlation"] = torch.where(sig * sig == 0, torch.ones_like(corr), corr)
-    if "DifferenceEntropy" in wanted:
-        out["DifferenceEntropy"] = _entropy_of_counts(hk_c, n, P, dtype)
-    if "SumEntropy" in wanted:
-        out["SumEntropy"] = _entropy_of_counts(hs_c, n, P, dtype)
+    if _MOMENT_FEATURES & set(wanted):
+        out.update(_moment_features(li, lj, ok, okc, n, nf, lmin, span, P, wanted, ng_max=ng_max, dtype=dtype))
 
     sentinel = int(torch.iinfo(torch.int64).max)
     base = ng_max + 1
@@ -462,6 +390,93 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
             # solved once for all direction groups by the caller (fewer, larger batches)
             out["MCC"] = (ca, cb, ok, nlev, total, unit)
     return out, angle_ok
+
+
+# Features from the histograms of the difference and the sum of the pair levels.
+_MOMENT_FEATURES = frozenset({
+    "Autocorrelation", "JointAverage", "SumAverage", "ClusterTendency", "ClusterShade", "ClusterProminence",
+    "Contrast", "DifferenceAverage", "DifferenceVariance", "Idm", "Id", "Idmn", "Idn", "InverseVariance",
+    "SumSquares", "Correlation", "DifferenceEntropy", "SumEntropy"})
+
+
+def _moment_features(li, lj, ok, okc, n, nf, lmin, span, P, wanted, *, ng_max, dtype):
+    """The GLCM features that are sums over the pairs of a function of |i - j| or of i + j (all but
+    the joint-cell and marginal ones), per direction: {name: (V, directions)}."""
+    out = {}
+    # Every feature but the joint-cell ones (entropy, energy, maximum, marginals) is a sum over the
+    # pairs of a function of the difference k = |i - j| or of the sum i + j, so over the histograms
+    # of k and of j = i + j - 2 (lowest level of the kernel): short (span = highest - lowest level
+    # in a kernel), filled by one scatter each, summed against tables of the functions. Pairs
+    # outside the kernel or ROI have weight 0 (their clamped bins do not matter).
+    k = (li - lj).abs().clamp_(max=span)
+    j = (li + lj - 2 * lmin.view(-1, 1, 1)).clamp_(0, 2 * span)
+    dev = li.device
+    shape = li.shape
+    hk_c = torch.zeros(shape[:-1] + (span + 1,), dtype=torch.int64, device=dev).scatter_add_(-1, k, okc)
+    hs_c = torch.zeros(shape[:-1] + (2 * span + 1,), dtype=torch.int64, device=dev).scatter_add_(-1, j, okc)
+    f64 = torch.float64  # the sums in float64 whatever `dtype` (whole-number sums stay exact)
+    kv = torch.arange(span + 1, dtype=f64, device=dev)
+    ngf = float(ng_max)
+    kfun = hk_c.to(f64) @ torch.stack([kv, kv ** 2, 1 / (1 + kv ** 2), 1 / (1 + kv), 1 / (1 + kv ** 2 / ngf ** 2),
+                                       1 / (1 + kv / ngf), torch.where(kv > 0, 1 / kv.clamp(min=1) ** 2, 0)], -1)
+    jv = torch.arange(2 * span + 1, dtype=f64, device=dev)
+    jpow = hs_c.to(f64) @ torch.stack([jv, jv ** 2, jv ** 3, jv ** 4], -1)
+    n64 = n.to(f64).clamp(min=1)
+    # The power sums are whole numbers, exact in float64; the central moments are taken from them in
+    # int64 (exact, one rounding at the end) unless the largest term could overflow (kernels
+    # spanning hundreds of grey levels), then in floating point.
+    exact = 16 * (P * 2 * span) ** 4 < _INT64_MOMENT_BOUND
+    it = torch.int64 if exact else f64
+    nn = n.to(it)
+    K1, K2 = kfun[..., 0].to(it), kfun[..., 1].to(it)
+    T1, T2, T3, T4 = (jpow[..., q].to(it) for q in range(4))
+    S1 = T1 + nn * (2 * lmin.view(-1, 1)).to(it)               # sum of i + j over the pairs
+
+    def over(num, power):
+        return (num.to(f64) / n64 ** power).to(dtype)
+
+    ux = over(S1, 1) / 2                                      # mean of i (= mean of j, symmetric)
+    if "Autocorrelation" in wanted:
+        # i j = ((i + j)^2 - k^2) / 4; sum (i + j)^2 from the shifted sums
+        S2 = T2 + 2 * (2 * lmin.view(-1, 1)).to(it) * T1 + nn * (2 * lmin.view(-1, 1)).to(it) ** 2
+        out["Autocorrelation"] = over(S2 - K2, 1) / 4
+    if "JointAverage" in wanted:
+        out["JointAverage"] = ux
+    if "SumAverage" in wanted:
+        out["SumAverage"] = over(S1, 1)
+    if "ClusterTendency" in wanted:
+        out["ClusterTendency"] = over(nn * T2 - T1 ** 2, 2)
+    if "ClusterShade" in wanted:
+        out["ClusterShade"] = over(nn ** 2 * T3 - 3 * nn * T1 * T2 + 2 * T1 ** 3, 3)
+    if "ClusterProminence" in wanted:
+        out["ClusterProminence"] = over(nn ** 3 * T4 - 4 * nn ** 2 * T1 * T3 + 6 * nn * T1 ** 2 * T2
+                                        - 3 * T1 ** 4, 4)
+    if "Contrast" in wanted:
+        out["Contrast"] = over(K2, 1)
+    if "DifferenceAverage" in wanted:
+        out["DifferenceAverage"] = over(K1, 1)
+    if "DifferenceVariance" in wanted:
+        out["DifferenceVariance"] = over(nn * K2 - K1 ** 2, 2)
+    for q, name in enumerate(("Idm", "Id", "Idmn", "Idn", "InverseVariance"), start=2):
+        if name in wanted:
+            out[name] = (kfun[..., q] / n64).to(dtype)
+    if "SumSquares" in wanted or "Correlation" in wanted:
+        # variance of i over the symmetric matrix and covariance of i and j: i^2 + j^2 and i j from
+        # the sum and difference; both are shift-invariant, so the shifted sums serve
+        var = over(nn * (T2 + K2) - T1 ** 2, 2) / 4
+        if "SumSquares" in wanted:
+            out["SumSquares"] = var
+        if "Correlation" in wanted:
+            sig = torch.sqrt(var)
+            corm = over(nn * (T2 - K2) - T1 ** 2, 2) / 4
+            corr = corm / (sig * sig + EPS)
+            out["Correlation"] = torch.where(sig * sig == 0, torch.ones_like(corr), corr)
+    if "DifferenceEntropy" in wanted:
+        out["DifferenceEntropy"] = _entropy_of_counts(hk_c, n, P, dtype)
+    if "SumEntropy" in wanted:
+        out["SumEntropy"] = _entropy_of_counts(hs_c, n, P, dtype)
+
+    return out
 
 
 def _join_direction_groups(groups):
