@@ -17,7 +17,8 @@ def add_arguments(parser):
                         help="grey-level bin width in image units (edges on multiples of it)")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads working on a map side by side (default: torch's thread count)")
 
 
 def run(args) -> int:

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 CLASSES = ("firstorder", "glcm")
 # Rough bytes of working memory per kernel centre and kernel/pair slot; sets the default chunk size.
 _BYTES_PER_SLOT = 8 * 24
-_DEFAULT_CHUNK_BYTES = 512 * 2 ** 20
+_DEFAULT_CHUNK_BYTES = 256 * 2 ** 20
+# Below this many ROI voxels a map is not split across threads (too little work per thread).
+_MIN_PARALLEL_VOXELS = 4096
 
 
 def available_features() -> dict:
@@ -106,7 +108,8 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     geometry when `image` is one. `device` is any torch device ('cpu', 'cuda', 'cuda:1');
     `dtype` the torch float type (float64 by default; float32 is faster and less exact);
     `chunk_voxels` bounds memory (kernel centres per chunk; default from a 512 MiB budget);
-    `progress(done, total)` is called after each chunk; `threads` sets torch's CPU threads.
+    `progress(done, total)` is called after each chunk (in the calling thread); `threads`: CPU
+    threads working on the map (default: torch's thread count; torch's setting is left as it was).
     `voxel_array_shift` is pyradiomics' voxelArrayShift (Energy, TotalEnergy, RootMeanSquared);
     `spacing` (x, y, z mm) for TotalEnergy with numpy input (taken from the image otherwise)."""
     import torch
@@ -129,8 +132,6 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
         raise FeatureError("the image has non-finite or non-numeric values inside the mask")
     if spacing is None:
         spacing = image.GetSpacing() if _is_image(image) else (1.0, 1.0, 1.0)
-    if threads is not None:
-        torch.set_num_threads(int(threads))
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FeatureError("device 'cuda' asked for but torch sees no CUDA device")
@@ -182,9 +183,10 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     chunk_voxels = int(chunk_voxels)
     results = {k: np.empty(nvox, dtype=np.float64) for k in keys}
     voxel_volume = float(np.prod(spacing))
-    with torch.no_grad():
-        for start in range(0, nvox, chunk_voxels):
-            idx = t_centres[start:start + chunk_voxels, None] + t_off[None, :]      # (V, S)
+
+    def run_chunk(start: int, stop: int) -> None:
+        with torch.no_grad():                                   # grad mode is per thread
+            idx = t_centres[start:stop, None] + t_off[None, :]      # (V, S)
             flat = idx.reshape(-1)
             inside = t_roi.index_select(0, flat).reshape(idx.shape)
             lev = t_lev.index_select(0, flat).reshape(idx.shape)
@@ -199,11 +201,39 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
                 gl = tt.glcm(lev, inside, t_tables, wanted["glcm"], ng_max=ng_max, roi_levels=roi_levels,
                              dtype=dtype)
                 chunk.update({f"glcm:{n}": v for n, v in gl.items()})
-            stop = min(start + chunk_voxels, nvox)
             for k in keys:
                 results[k][start:stop] = chunk[k].to(torch.float64).cpu().numpy()
-            if progress is not None:
-                progress(stop, nvox)
+
+    # On the CPU the chunks run side by side on `threads` threads, each op on one thread: most of
+    # the work is many small ops and batched LAPACK calls, which torch's own (intra-op) threads
+    # barely speed up. Torch's thread setting is restored afterwards.
+    workers = 1 if device.type != "cpu" else max(1, int(threads) if threads is not None else torch.get_num_threads())
+    if workers > 1 and nvox > _MIN_PARALLEL_VOXELS:
+        chunk_voxels = min(chunk_voxels, -(-nvox // workers))
+    bounds = [(a, min(a + chunk_voxels, nvox)) for a in range(0, nvox, chunk_voxels)]
+    previous = torch.get_num_threads()
+    try:
+        if workers == 1 or len(bounds) == 1:
+            if threads is not None:
+                torch.set_num_threads(int(threads))
+            for a, b in bounds:
+                run_chunk(a, b)
+                if progress is not None:
+                    progress(b, nvox)
+        else:
+            from concurrent.futures import ThreadPoolExecutor, as_completed
+
+            torch.set_num_threads(1)
+            done = 0
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compass-texture") as pool:
+                futures = {pool.submit(run_chunk, a, b): b - a for a, b in bounds}
+                for future in as_completed(futures):
+                    future.result()
+                    done += futures[future]
+                    if progress is not None:
+                        progress(done, nvox)
+    finally:
+        torch.set_num_threads(previous)
 
     out = {}
     for k in keys:
