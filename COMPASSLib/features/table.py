@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 import warnings
@@ -377,7 +378,11 @@ def _run_all(cohort, ids, sdict, cache_dir, organs, workers, scheduler, progress
 
             # spawn: workers start clean (no inherited threads or locks from the caller, e.g. a Dask client)
             ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=min(workers, len(ids)) or 1, mp_context=ctx) as pool:
+            n = min(workers, len(ids)) or 1
+            # the cores shared out between the workers (torch in each would otherwise take them all)
+            share = max(1, (os.cpu_count() or 1) // n)
+            with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_limit_threads,
+                                        initargs=(share,)) as pool:
                 futures = [pool.submit(extract_patient, cohort, pid, sdict, cache_dir, organs) for pid in ids]
                 for f in cf.as_completed(futures):
                     bar.update()
@@ -388,6 +393,12 @@ def _run_all(cohort, ids, sdict, cache_dir, organs, workers, scheduler, progress
                 bar.update()
     finally:
         bar.close()
+
+
+def _limit_threads(n: int) -> None:
+    """Worker-process initialiser: at most n compute threads (set before torch or BLAS load)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
 
 
 def _run_dask(cohort, ids, sdict, cache_dir, organs, scheduler, bar):
