@@ -278,13 +278,9 @@ def glcm(levels, inside, tables, wanted, *, ng_max: int, roi_levels: int = 2, dt
     local = None
     if {"Imc1", "Imc2", "MCC"} & set(wanted):
         # The marginals of every direction count the levels of the kernel voxels that are ends of
-        # pairs: one sort of the S kernel levels per centre (instead of one sort of the 2P
-        # symmetric pair codes per direction) gives each kernel voxel the rank of its level
-        # among the levels present in the kernel.
-        sentinel = int(torch.iinfo(torch.int64).max)
-        sorted_levels, ok, perm = _masked_sort(levels, inside, sentinel)
-        _, run = _run_counts(sorted_levels, ok)
-        local = torch.empty_like(run).scatter_(-1, perm, run)
+        # pairs, indexed by level - (lowest level of the kernel): at most span + 1 slots, no sort.
+        # (Voxels outside the ROI clamp to 0; they are never ends of a pair.)
+        local = (levels - lmin.unsqueeze(-1)).clamp_(min=0)
     parts = [_glcm_directions(levels, inside, first, second, wanted, ng_max=ng_max, dtype=dtype,
                               local=local, lmin=lmin, span=span)
              for first, second in tables]
@@ -303,8 +299,8 @@ def glcm(levels, inside, tables, wanted, *, ng_max: int, roi_levels: int = 2, dt
 def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtype=torch.float64,
                      local=None, lmin=None, span=0):
     """Per-direction GLCM features of one group of directions with P pairs each: returns
-    ({name: (V, directions)}, directions-with-pairs mask (V, directions)). `local` (V, S): rank of
-    each kernel voxel's level among the kernel's levels (needed for Imc1, Imc2 and MCC); `lmin` (V,)
+    ({name: (V, directions)}, directions-with-pairs mask (V, directions)). `local` (V, S): level of
+    each kernel voxel minus the kernel's lowest (needed for Imc1, Imc2 and MCC); `lmin` (V,)
     the kernel's lowest level and `span` the largest highest-minus-lowest level of the chunk."""
     V = levels.shape[0]
     shape = (V,) + tuple(first.shape)
@@ -339,7 +335,7 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
         # Marginal count of a level = the pair ends (both ends of every one-way pair) at that level.
         la = local.index_select(1, first.reshape(-1)).reshape(shape)
         lb = local.index_select(1, second.reshape(-1)).reshape(shape)
-        nloc = int(local.max().item()) + 1
+        nloc = int(span) + 1
         counts = torch.zeros(shape[:-1] + (nloc,), dtype=torch.int64, device=levels.device)
         counts.scatter_add_(-1, la, okc).scatter_add_(-1, lb, okc)
         present = counts > 0
