@@ -297,8 +297,8 @@ def test_chunking_device_and_inputs_untouched():
     threaded_again = texture_maps(dose, organ, ALL, radius=1, bin_width=2.0, chunk_voxels=50, threads=2)
     assert torch.get_num_threads() == threads_before
     nvox = int(organ.sum())
-    assert [c[1] for c in calls] == [nvox] * len(calls) and len(calls) == -(-nvox // 50)
-    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[-1][0] == nvox
+    assert [c[1] for c in calls] == [nvox] * len(calls) and len(calls) == 1 + -(-nvox // 50)
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[0][0] == 0 and calls[-1][0] == nvox
     for k in whole:
         assert np.array_equal(threaded[k], threaded_again[k], equal_nan=True), k
         np.testing.assert_allclose(threaded[k], whole[k], rtol=1e-14, atol=1e-15, err_msg=k)

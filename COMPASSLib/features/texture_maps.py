@@ -108,7 +108,8 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     geometry when `image` is one. `device` is any torch device ('cpu', 'cuda', 'cuda:1');
     `dtype` the torch float type (float64 by default; float32 is faster and less exact);
     `chunk_voxels` bounds memory (kernel centres per chunk; default from a 512 MiB budget);
-    `progress(done, total)` is called after each chunk (in the calling thread); `threads`: CPU
+    `progress(done, total)` is called with 0 before the first chunk and after each chunk (in the
+    calling thread); `threads`: CPU
     threads working on the map (default: torch's thread count; torch's setting is left as it was).
     `voxel_array_shift` is pyradiomics' voxelArrayShift (Energy, TotalEnergy, RootMeanSquared);
     `spacing` (x, y, z mm) for TotalEnergy with numpy input (taken from the image otherwise)."""
@@ -212,6 +213,8 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
         chunk_voxels = min(chunk_voxels, -(-nvox // workers))
     bounds = [(a, min(a + chunk_voxels, nvox)) for a in range(0, nvox, chunk_voxels)]
     previous = torch.get_num_threads()
+    if progress is not None:
+        progress(0, nvox)
     try:
         if workers == 1 or len(bounds) == 1:
             if threads is not None:
