@@ -159,6 +159,13 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     p_val = np.pad(img[box].astype(np.float64), pad, constant_values=0.0)
     p_rank = np.pad(ranks[box], pad, constant_values=0)
     shape = p_roi.shape
+    if any(k.startswith("glcm:") for k in keys):
+        # Kernels in order of the grey levels they span: the GLCM's histograms, marginal arrays and
+        # MCC matrices of a chunk are as wide as its widest kernel, so the few steep-gradient
+        # kernels then no longer widen those of the flat majority.
+        span = _kernel_spans(p_lev, p_roi, radius)[zz - lo[0], yy - lo[1], xx - lo[2]]
+        order = np.argsort(span, kind="stable")
+        zz, yy, xx = zz[order], yy[order], xx[order]
     centres = np.ravel_multi_index((zz - lo[0] + radius, yy - lo[1] + radius, xx - lo[2] + radius), shape)
 
     offs = tt.kernel_offsets(radius)
@@ -244,6 +251,19 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
         full[zz, yy, xx] = results[k]
         out[k] = _like(full, image)
     return out
+
+
+def _kernel_spans(levels: np.ndarray, roi: np.ndarray, radius: int) -> np.ndarray:
+    """Highest minus lowest ROI grey level in the kernel around every voxel of the padded box,
+    returned for the unpadded box (index it with ROI coordinates relative to the box)."""
+    from scipy import ndimage
+
+    size = 2 * radius + 1
+    big = np.iinfo(levels.dtype).max
+    top = ndimage.maximum_filter(np.where(roi, levels, -1), size=size, mode="constant", cval=-1)
+    low = ndimage.minimum_filter(np.where(roi, levels, big), size=size, mode="constant", cval=big)
+    inner = (slice(radius, -radius),) * 3
+    return np.maximum(top[inner] - low[inner], 0)
 
 
 def _like(values: np.ndarray, template):
