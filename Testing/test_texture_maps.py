@@ -112,6 +112,9 @@ def test_synthetic_dose_radius1_equals_pyradiomics():
     assert_equal_maps(ours, ref, organ)
     cells = texture_maps(image, mask, CELL_FEATURES, radius=1, bin_width=2.0)
     assert_equal_maps(cells, {k: ref[k] for k in CELL_FEATURES}, organ)
+    # small chunks of kernels sorted by span: the flat ones take the dense joint-cell path
+    small = texture_maps(image, mask, ALL, radius=1, bin_width=2.0, chunk_voxels=64)
+    assert_equal_maps(small, ref, organ)
     # a map is an image on the input's grid
     assert ours["glcm:Contrast"].GetSpacing() == image.GetSpacing()
     assert ours["glcm:Contrast"].GetOrigin() == image.GetOrigin()
@@ -132,6 +135,8 @@ def test_bed_map_radius2_equals_pyradiomics():
     ref = pyradiomics_maps(image, mask, radius=2, bin_width=width)
     ours = texture_maps(image, mask, ALL, radius=2, bin_width=width)
     assert_equal_maps(ours, ref, organ)
+    small = texture_maps(image, mask, ALL, radius=2, bin_width=width, chunk_voxels=32)
+    assert_equal_maps(small, ref, organ)
 
 
 def test_synthetic_cohort_bed_heart_equals_pyradiomics(small_cohort):
@@ -195,6 +200,9 @@ def test_ragged_roi_per_voxel_semantics_equal_pyradiomics_voxelbatch1():
     assert_equal_maps(ours, ref, organ)
     cells = texture_maps(image, mask, CELL_FEATURES, radius=1, bin_width=2.0)
     assert_equal_maps(cells, {k: ref[k] for k in CELL_FEATURES}, organ)
+    # small chunks of kernels sorted by span: the flat ones take the dense joint-cell path
+    small = texture_maps(image, mask, ALL, radius=1, bin_width=2.0, chunk_voxels=64)
+    assert_equal_maps(small, ref, organ)
 
 
 # --------------------------------------------------------------------------- IBSI digital phantom

@@ -328,7 +328,10 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
         # cells are sorted anyway, worth a sort of the few pairs of small kernels
         cell_wanted.add("graph")
     if cell_wanted:
-        cells = _joint_cells_one_way(li, lj, ok, n, base, sentinel, cell_wanted, dtype)
+        if (span + 1) ** 2 <= 3 * P:
+            cells = _joint_cells_dense(li, lj, ok, okc, n, lmin, span, cell_wanted, dtype)
+        else:
+            cells = _joint_cells_one_way(li, lj, ok, n, base, sentinel, cell_wanted, dtype)
         out.update({name: v for name, v in cells.items() if name in wanted})
     if marginal_names:
         total = 2 * nf                                                    # sum of the symmetric GLCM
@@ -490,6 +493,37 @@ def _join_direction_groups(groups):
     total = torch.cat([g[4] for g in groups], 1)
     units = [g[5] if g[5] is not None else torch.zeros_like(g[3], dtype=torch.bool) for g in groups]
     return ca, cb, ok, nlev, total, torch.cat(units, 1)
+
+
+def _joint_cells_dense(li, lj, ok, okc, n, lmin, span, wanted, dtype):
+    """The same as _joint_cells_one_way for kernels spanning few grey levels (w = span + 1): the
+    one-way pair counts as a dense w x w histogram of (lower, higher) level - kernel minimum, one
+    scatter instead of a sort; empty cells add nothing."""
+    w = span + 1
+    base = lmin.view(-1, 1, 1)
+    a = (li - base).clamp_(0, span)                 # pairs outside the ROI: clamped, weight 0
+    b = (lj - base).clamp_(0, span)
+    code = torch.minimum(a, b) * w + torch.maximum(a, b)
+    counts = torch.zeros(li.shape[:-1] + (w * w,), dtype=torch.int64, device=li.device)
+    counts.scatter_add_(-1, code, okc)
+    cell_index = torch.arange(w * w, device=li.device)
+    diag = (cell_index // w) == (cell_index % w)                     # (w*w,) diagonal cells
+    cell = counts << diag                                            # count of one cell
+    total = 2 * n
+    cells = torch.where(diag, 1.0, 2.0).to(dtype)                    # cells with that count
+    out = {}
+    if "JointEntropy" in wanted:
+        out["JointEntropy"] = _entropy_of_counts(cell, total, 2 * li.shape[-1], dtype, weights=cells)
+    if {"JointEnergy", "MaximumProbability"} & set(wanted):
+        p = cell.to(dtype) / total.clamp(min=1).to(dtype).unsqueeze(-1)
+        if "JointEnergy" in wanted:
+            out["JointEnergy"] = (cells * p * p).sum(-1)
+        if "MaximumProbability" in wanted:
+            out["MaximumProbability"] = p.max(-1).values
+    if "graph" in wanted:
+        used = counts > 0
+        out["graph"] = ((used & ~diag).sum(-1), (used & diag).sum(-1))   # distinct edges, loops
+    return out
 
 
 def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
