@@ -328,7 +328,7 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
         # cells are sorted anyway, worth a sort of the few pairs of small kernels
         cell_wanted.add("graph")
     if cell_wanted:
-        if (span + 1) ** 2 <= 3 * P:
+        if (span + 1) ** 2 <= min(3 * P, _DENSE_CELLS):
             cells = _joint_cells_dense(li, lj, ok, okc, n, lmin, span, cell_wanted, dtype)
         else:
             cells = _joint_cells_one_way(li, lj, ok, n, base, sentinel, cell_wanted, dtype)
@@ -390,6 +390,10 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
             out["MCC"] = (ca, cb, ok, nlev, total, unit)
     return out, angle_ok
 
+
+# Joint cells from a dense (span + 1)^2 histogram (no sort) when it has at most this many cells
+# (and at most 3 per pair): wider ones cost more memory traffic than the sort they save.
+_DENSE_CELLS = 64
 
 # Features from the histograms of the difference and the sum of the pair levels.
 _MOMENT_FEATURES = frozenset({

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from COMPASSLib.allocator import hold_freed_memory
 from COMPASSLib.errors import FeatureError
 
 log = logging.getLogger(__name__)
@@ -222,28 +223,30 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     previous = torch.get_num_threads()
     if progress is not None:
         progress(0, nvox)
-    try:
-        if workers == 1 or len(bounds) == 1:
-            if threads is not None:
-                torch.set_num_threads(int(threads))
-            for a, b in bounds:
-                run_chunk(a, b)
-                if progress is not None:
-                    progress(b, nvox)
-        else:
-            from concurrent.futures import ThreadPoolExecutor, as_completed
-
-            torch.set_num_threads(1)
-            done = 0
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compass-texture") as pool:
-                futures = {pool.submit(run_chunk, a, b): b - a for a, b in bounds}
-                for future in as_completed(futures):
-                    future.result()
-                    done += futures[future]
+    # freed chunk tensors stay in the heap for the next chunk (see COMPASSLib.allocator)
+    with hold_freed_memory():
+        try:
+            if workers == 1 or len(bounds) == 1:
+                if threads is not None:
+                    torch.set_num_threads(int(threads))
+                for a, b in bounds:
+                    run_chunk(a, b)
                     if progress is not None:
-                        progress(done, nvox)
-    finally:
-        torch.set_num_threads(previous)
+                        progress(b, nvox)
+            else:
+                from concurrent.futures import ThreadPoolExecutor, as_completed
+
+                torch.set_num_threads(1)
+                done = 0
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compass-texture") as pool:
+                    futures = {pool.submit(run_chunk, a, b): b - a for a, b in bounds}
+                    for future in as_completed(futures):
+                        future.result()
+                        done += futures[future]
+                        if progress is not None:
+                            progress(done, nvox)
+        finally:
+            torch.set_num_threads(previous)
 
     out = {}
     for k in keys:
