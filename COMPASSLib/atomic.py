@@ -1,4 +1,5 @@
-"""Atomic output: a reader never sees a half-written file, and a failed write leaves the old one intact."""
+"""Atomic output: a reader never sees a half-written file, and a failed write leaves the old one intact;
+and names made safe as path components."""
 from __future__ import annotations
 
 import contextlib
@@ -82,3 +83,9 @@ def atomic_dir(path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def safe_filename(name) -> str:
+    """`name` (e.g. a patient id) as one path component: letters, digits, '-', '_' and '.' kept,
+    anything else '_' (no separators, no surprises on any file system)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))

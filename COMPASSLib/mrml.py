@@ -830,9 +830,9 @@ def add_texture_files(run_dir, patient_id: str, fraction: int, scene=None, backg
 
     import SimpleITK as sitk
 
-    from COMPASSLib.features.table import _safe
+    from COMPASSLib.atomic import safe_filename
 
-    folder = Path(run_dir) / "texture" / _safe(patient_id) / f"fx{fraction}"
+    folder = Path(run_dir) / "texture" / safe_filename(patient_id) / f"fx{fraction}"
     prov = folder / "texture_maps.json"
     if not prov.is_file():
         raise InputError("no texture maps for this patient and fraction (run `compass run --texture-maps`)",

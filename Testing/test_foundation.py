@@ -79,6 +79,12 @@ def test_cli_help_and_module_entry():
     assert out.returncode == 0 and "COMPASS" in out.stdout
 
 
+def test_safe_filename_is_one_path_component():
+    assert atomic.safe_filename("LUNG1-001") == "LUNG1-001"
+    assert atomic.safe_filename("../P 01/é:x") == ".._P_01_é_x"
+    assert "/" not in atomic.safe_filename("a/b\\c") and "\\" not in atomic.safe_filename("a/b\\c")
+
+
 def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     import os
     import stat

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from COMPASSLib.atomic import safe_filename
 from COMPASSLib.errors import CompassError, FeatureError, GeometryError
 from COMPASSLib.features.settings import FeatureSettings, organs_to_score
 from COMPASSLib.geometry import image_like
@@ -80,7 +81,7 @@ def _missing_file(cohort, fraction):
 # --------------------------------------------------------------------------------------- cache store
 class _Cache:
     def __init__(self, root, patient_id):
-        self.dir = Path(root) / _safe(patient_id) if root else None
+        self.dir = Path(root) / safe_filename(patient_id) if root else None
 
     def _paths(self, key):
         return self.dir / f"{key}.json", self.dir / f"{key}.npz"
@@ -110,10 +111,6 @@ class _Cache:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **maps)
         write_text(rows_path, json.dumps(rows, allow_nan=True))   # rows last: an entry counts once complete
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
 
 # --------------------------------------------------------------------------------------- one fraction

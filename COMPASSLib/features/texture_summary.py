@@ -81,7 +81,8 @@ def _patient_maps(cohort, pid, out_dir, fs, tex, organs, fractions, device) -> l
     import SimpleITK as sitk
 
     from COMPASSLib import atomic, dose as dosemod
-    from COMPASSLib.features.table import _safe, accumulate_bed
+    from COMPASSLib.atomic import safe_filename
+    from COMPASSLib.features.table import accumulate_bed
     from COMPASSLib.geometry import image_like
     from COMPASSLib.features.texture_maps import organ_texture_maps, write_maps
     from COMPASSLib.ingest import PatientLoader
@@ -113,7 +114,7 @@ def _patient_maps(cohort, pid, out_dir, fs, tex, organs, fractions, device) -> l
                 maps[f"{organ}:{key}"] = m    # written as <organ>_<class>_<Feature>.nrrd
         if not maps:
             continue
-        fx_dir = out_dir / TEXTURE_DIR / _safe(pid) / f"fx{k}"
+        fx_dir = out_dir / TEXTURE_DIR / safe_filename(pid) / f"fx{k}"
         paths = write_maps(maps, fx_dir, {"texture": tex, "device": str(device), "patient": pid, "fraction": k,
                                           "image": "cumulative BED (Gy)", "reference": fs.reference})
         if images.ct is not None:
