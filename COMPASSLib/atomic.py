@@ -87,5 +87,7 @@ def atomic_dir(path):
 
 def safe_filename(name) -> str:
     """`name` (e.g. a patient id) as one path component: letters, digits, '-', '_' and '.' kept,
-    anything else '_' (no separators, no surprises on any file system)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+    anything else '_' (no separators, no surprises on any file system); '', '.' and '..' (not
+    names of a folder of their own) get a leading '_'."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+    return "_" + safe if safe.strip(".") == "" else safe

@@ -82,6 +82,7 @@ def test_cli_help_and_module_entry():
 def test_safe_filename_is_one_path_component():
     assert atomic.safe_filename("LUNG1-001") == "LUNG1-001"
     assert atomic.safe_filename("../P 01/é:x") == ".._P_01_é_x"
+    assert [atomic.safe_filename(n) for n in ("", ".", "..")] == ["_", "_.", "_.."]
     assert "/" not in atomic.safe_filename("a/b\\c") and "\\" not in atomic.safe_filename("a/b\\c")
 
 
