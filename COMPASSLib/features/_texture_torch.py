@@ -10,13 +10,16 @@ GLCM is never built as an Ng x Ng matrix. Per kernel and direction:
   over the pairs of a function of the difference |i - j| or of the sum i + j: two short histograms
   (as long as the kernel's span of grey levels) summed against tables of those functions; the
   central moments from whole-number power sums in int64 (exact, one rounding);
-* the joint-cell features (entropy, energy, maximum) from one sort of the one-way pair codes;
-* the marginals (Imc1, Imc2, MCC) from one sort of the kernel's own grey levels per centre;
-* MCC from the eigenvalues of the small matrix of the levels present, deflated by its known top
-  eigenvector and solved in batches of equal size.
-Entropy terms come from a table of p log2(p + eps) over whole-number counts (bitwise the same
-terms). First order sorts each kernel's ROI-wide value ranks (int32) once for the percentiles and
-the grey-level histogram. The cost grows with the pairs in a kernel and the grey levels a kernel
+* the joint-cell features (entropy, energy, maximum) from a dense histogram of the level pairs
+  (kernels spanning few levels) or one sort of the one-way pair codes;
+* the marginals (Imc1, Imc2, MCC) counted per level minus the kernel's lowest level; HXY1 and HXY2
+  follow from HX;
+* MCC = 1 where the pair graph is surely disconnected or a tree (counting rules), else from the
+  eigenvalues of the small matrix of the levels present: closed forms up to 4 levels (the known top
+  eigenvector deflated for 4), LAPACK in batches of equal size beyond.
+Entropies are log2(total) - sum c log2 c / total from a table over whole-number counts. First
+order sorts each kernel's ROI-wide value ranks (int32) once for the percentiles and the grey-level
+histogram. The cost grows with the pairs in a kernel and the grey levels a kernel
 spans, not with the number of grey levels in the ROI.
 """
 from __future__ import annotations
