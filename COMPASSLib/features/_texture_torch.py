@@ -332,7 +332,7 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
         cell_wanted.add("graph")
     if cell_wanted:
         if (span + 1) ** 2 <= min(3 * P, _DENSE_CELLS):
-            cells = _joint_cells_dense(li, lj, ok, okc, n, lmin, span, cell_wanted, dtype)
+            cells = _joint_cells_dense(li, lj, okc, n, lmin, span, cell_wanted, dtype)
         else:
             cells = _joint_cells_one_way(li, lj, ok, n, base, sentinel, cell_wanted, dtype)
         out.update({name: v for name, v in cells.items() if name in wanted})
@@ -502,7 +502,30 @@ def _join_direction_groups(groups):
     return ca, cb, ok, nlev, total, torch.cat(units, 1)
 
 
-def _joint_cells_dense(li, lj, ok, okc, n, lmin, span, wanted, dtype):
+def _joint_cell_features(counts, diag, n, max_pairs, wanted, dtype):
+    """JointEntropy, JointEnergy, MaximumProbability (and, as "graph", the distinct off-diagonal
+    and diagonal cells) from the one-way counts of the distinct level pairs (`counts`, zeros
+    allowed) and their diagonal flags: a pair {i, j} seen c times fills the symmetric matrix with two
+    cells of count c (i != j) or one of count 2c (i == j); n one-way pairs in all (max_pairs at most)."""
+    cell = counts << diag                                             # count of one cell
+    total = 2 * n                                                     # sum of the symmetric GLCM
+    cells = torch.where(diag, 1.0, 2.0).to(dtype)                     # cells with that count
+    out = {}
+    if "JointEntropy" in wanted:
+        out["JointEntropy"] = _entropy_of_counts(cell, total, 2 * max_pairs, dtype, weights=cells)
+    if {"JointEnergy", "MaximumProbability"} & set(wanted):
+        p = cell.to(dtype) / total.clamp(min=1).to(dtype).unsqueeze(-1)  # probability of one cell
+        if "JointEnergy" in wanted:
+            out["JointEnergy"] = (cells * p * p).sum(-1)
+        if "MaximumProbability" in wanted:
+            out["MaximumProbability"] = p.max(-1).values
+    if "graph" in wanted:
+        used = counts > 0
+        out["graph"] = ((used & ~diag).sum(-1), (used & diag).sum(-1))   # distinct edges, loops
+    return out
+
+
+def _joint_cells_dense(li, lj, okc, n, lmin, span, wanted, dtype):
     """The same as _joint_cells_one_way for kernels spanning few grey levels (w = span + 1): the
     one-way pair counts as a dense w x w histogram of (lower, higher) level - kernel minimum, one
     scatter instead of a sort; empty cells add nothing."""
@@ -515,28 +538,12 @@ def _joint_cells_dense(li, lj, ok, okc, n, lmin, span, wanted, dtype):
     counts.scatter_add_(-1, code, okc)
     cell_index = torch.arange(w * w, device=li.device)
     diag = (cell_index // w) == (cell_index % w)                     # (w*w,) diagonal cells
-    cell = counts << diag                                            # count of one cell
-    total = 2 * n
-    cells = torch.where(diag, 1.0, 2.0).to(dtype)                    # cells with that count
-    out = {}
-    if "JointEntropy" in wanted:
-        out["JointEntropy"] = _entropy_of_counts(cell, total, 2 * li.shape[-1], dtype, weights=cells)
-    if {"JointEnergy", "MaximumProbability"} & set(wanted):
-        p = cell.to(dtype) / total.clamp(min=1).to(dtype).unsqueeze(-1)
-        if "JointEnergy" in wanted:
-            out["JointEnergy"] = (cells * p * p).sum(-1)
-        if "MaximumProbability" in wanted:
-            out["MaximumProbability"] = p.max(-1).values
-    if "graph" in wanted:
-        used = counts > 0
-        out["graph"] = ((used & ~diag).sum(-1), (used & diag).sum(-1))   # distinct edges, loops
-    return out
+    return _joint_cell_features(counts, diag, n, li.shape[-1], wanted, dtype)
 
 
 def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
-    """JointEntropy, JointEnergy and MaximumProbability from the one-way pairs only (half the sort of
-    the symmetric list): an unordered level pair {i, j} seen c times fills the symmetric matrix with
-    two cells of count c (i != j) or one cell of count 2c (i == j)."""
+    """The joint-cell features (_joint_cell_features) from the one-way pairs only (half the sort of
+    the symmetric list): the distinct pairs are the runs of the sorted pair codes."""
     lo = torch.minimum(li, lj)
     hi = torch.maximum(li, lj)
     code = lo * base + hi
@@ -550,22 +557,7 @@ def _joint_cells_one_way(li, lj, ok, n, base, sentinel, wanted, dtype):
     diag_entry = sv & torch.gather(li == lj, -1, perm)
     diag = torch.zeros(sc.shape, dtype=torch.bool, device=sc.device).scatter_(-1, slot, diag_entry)
     diag = diag[..., :counts.shape[-1]]
-    cell = counts << diag                                             # count of one cell
-    total = 2 * n                                                     # sum of the symmetric GLCM
-    cells = torch.where(diag, 1.0, 2.0).to(dtype)                     # cells with that count
-    out = {}
-    if "JointEntropy" in wanted:
-        out["JointEntropy"] = _entropy_of_counts(cell, total, 2 * li.shape[-1], dtype, weights=cells)
-    if {"JointEnergy", "MaximumProbability"} & set(wanted):
-        p = cell.to(dtype) / total.clamp(min=1).to(dtype).unsqueeze(-1)  # probability of one cell
-        if "JointEnergy" in wanted:
-            out["JointEnergy"] = (cells * p * p).sum(-1)
-        if "MaximumProbability" in wanted:
-            out["MaximumProbability"] = p.max(-1).values
-    if "graph" in wanted:
-        used = counts > 0
-        out["graph"] = ((used & ~diag).sum(-1), (used & diag).sum(-1))   # distinct edges, loops
-    return out
+    return _joint_cell_features(counts, diag, n, li.shape[-1], wanted, dtype)
 
 
 def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype, unit=None):
