@@ -318,7 +318,7 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
     P = first.shape[1]
     okc = ok.to(torch.int64)
     if _MOMENT_FEATURES & set(wanted):
-        out.update(_moment_features(li, lj, ok, okc, n, nf, lmin, span, P, wanted, ng_max=ng_max, dtype=dtype))
+        out.update(_moment_features(li, lj, okc, n, nf, lmin, span, P, wanted, ng_max=ng_max, dtype=dtype))
 
     sentinel = int(torch.iinfo(torch.int64).max)
     base = ng_max + 1
@@ -328,7 +328,7 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
         cell_wanted.add("JointEntropy")                                  # HXY
     if "MCC" in wanted and (cell_wanted or P <= 32):
         # the distinct cells also tell which pair graphs have MCC = 1 (see below): free when the
-        # cells are sorted anyway, worth a sort of the few pairs of small kernels
+        # cells are counted anyway, worth counting them for the few pairs of small kernels
         cell_wanted.add("graph")
     if cell_wanted:
         if (span + 1) ** 2 <= min(3 * P, _DENSE_CELLS):
@@ -370,8 +370,8 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
             val = 1 - torch.exp(-2 * (hxy2 - hxy))
             # pyradiomics: (1 - e^..)^0.5, NaN when negative, and 0 where HXY2 == HXY. HXY2 == HXY
             # means independent rows and columns (zero mutual information), which small kernels
-            # hit exactly with simple counts; HXY2 is summed here in another order than in
-            # pyradiomics, so "equal" is taken to a few ulps, not bitwise.
+            # hit exactly with simple counts; HXY2 comes here from HX, not from pyradiomics' sum,
+            # so "equal" is taken to a few ulps, not bitwise.
             same = (hxy2 - hxy).abs() <= _SAME_ENTROPY_ULPS * EPS * hxy.abs().clamp(min=1)
             imc2 = torch.where(val < 0, torch.full_like(val, float("nan")), torch.sqrt(val.clamp(min=0)))
             imc2 = torch.where(same, torch.zeros_like(imc2), imc2)
@@ -405,7 +405,7 @@ _MOMENT_FEATURES = frozenset({
     "SumSquares", "Correlation", "DifferenceEntropy", "SumEntropy"})
 
 
-def _moment_features(li, lj, ok, okc, n, nf, lmin, span, P, wanted, *, ng_max, dtype):
+def _moment_features(li, lj, okc, n, nf, lmin, span, P, wanted, *, ng_max, dtype):
     """The GLCM features that are sums over the pairs of a function of |i - j| or of i + j (all but
     the joint-cell and marginal ones), per direction: {name: (V, directions)}."""
     out = {}

@@ -108,10 +108,10 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     Returns {'glcm:Contrast': map, ...}: float64 numpy arrays, or SimpleITK images with the image's
     geometry when `image` is one. `device` is any torch device ('cpu', 'cuda', 'cuda:1');
     `dtype` the torch float type (float64 by default; float32 is faster and less exact);
-    `chunk_voxels` bounds memory (kernel centres per chunk; default from a 512 MiB budget);
-    `progress(done, total)` is called with 0 before the first chunk and after each chunk (in the
-    calling thread); `threads`: CPU
-    threads working on the map (default: torch's thread count; torch's setting is left as it was).
+    `chunk_voxels` bounds memory (kernel centres per chunk; default from a 256 MiB budget per
+    chunk in flight); `progress(done, total)` is called with 0 before the first chunk and after each
+    chunk (in the calling thread); `threads`: CPU threads working on chunks side by side (default:
+    torch's thread count; torch's own setting is left as it was).
     `voxel_array_shift` is pyradiomics' voxelArrayShift (Energy, TotalEnergy, RootMeanSquared);
     `spacing` (x, y, z mm) for TotalEnergy with numpy input (taken from the image otherwise)."""
     import torch
