@@ -393,7 +393,8 @@ def _run_all(cohort, ids, sdict, cache_dir, organs, workers, scheduler, progress
 
 
 def _limit_threads(n: int) -> None:
-    """Worker-process initialiser: at most n compute threads (set before torch or BLAS load)."""
+    """Worker-process initialiser: at most n compute threads for torch (which loads later, inside the
+    work) and for BLAS libraries not loaded yet."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
 
