@@ -294,7 +294,7 @@ def test_chunking_device_and_inputs_untouched():
         np.testing.assert_allclose(chunked[k], whole[k], rtol=1e-14, atol=1e-15, err_msg=k)
     assert np.array_equal(dose, before)
     assert isinstance(whole["glcm:Contrast"], np.ndarray) and whole["glcm:Contrast"].dtype == np.float64
-    # chunks side by side on two threads: same maps, reproducible, progress in order, torch's
+    # chunks side by side on two threads: bitwise the maps of one thread, progress in order, torch's
     # thread setting left as it was
     import torch
 
@@ -307,9 +307,10 @@ def test_chunking_device_and_inputs_untouched():
     nvox = int(organ.sum())
     assert [c[1] for c in calls] == [nvox] * len(calls) and len(calls) == 1 + -(-nvox // 50)
     assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[0][0] == 0 and calls[-1][0] == nvox
+    one_thread = texture_maps(dose, organ, ALL, radius=1, bin_width=2.0, chunk_voxels=50, threads=1)
     for k in whole:
         assert np.array_equal(threaded[k], threaded_again[k], equal_nan=True), k
-        np.testing.assert_allclose(threaded[k], whole[k], rtol=1e-14, atol=1e-15, err_msg=k)
+        assert np.array_equal(threaded[k], one_thread[k], equal_nan=True), k  # whatever the threads
     assert (whole["glcm:Contrast"][~organ] == 0).all()
     import torch
 

@@ -34,8 +34,6 @@ CLASSES = ("firstorder", "glcm")
 # Rough bytes of working memory per kernel centre and kernel/pair slot; sets the default chunk size.
 _BYTES_PER_SLOT = 8 * 24
 _DEFAULT_CHUNK_BYTES = 256 * 2 ** 20
-# Below this many ROI voxels a map is not split across threads (too little work per thread).
-_MIN_PARALLEL_VOXELS = 4096
 
 
 def available_features() -> dict:
@@ -110,8 +108,9 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     `dtype` the torch float type (float64 by default; float32 is faster and less exact);
     `chunk_voxels` bounds memory (kernel centres per chunk; default from a 256 MiB budget per
     chunk in flight); `progress(done, total)` is called with 0 before the first chunk and after each
-    chunk (in the calling thread); `threads`: CPU threads working on chunks side by side (default:
-    torch's thread count; torch's own setting is left as it was).
+    chunk (in the calling thread); `threads`: CPU threads working on chunks side by side, each op on
+    one thread (default: torch's thread count; torch's own setting is left as it was; the maps are
+    bitwise the same for any number).
     `voxel_array_shift` is pyradiomics' voxelArrayShift (Energy, TotalEnergy, RootMeanSquared);
     `spacing` (x, y, z mm) for TotalEnergy with numpy input (taken from the image otherwise)."""
     import torch
@@ -213,12 +212,12 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
             for k in keys:
                 results[k][start:stop] = chunk[k].to(torch.float64).cpu().numpy()
 
-    # On the CPU the chunks run side by side on `threads` threads, each op on one thread: most of
-    # the work is many small ops and batched LAPACK calls, which torch's own (intra-op) threads
-    # barely speed up. Torch's thread setting is restored afterwards.
-    workers = 1 if device.type != "cpu" else max(1, int(threads) if threads is not None else torch.get_num_threads())
-    if workers > 1 and nvox > _MIN_PARALLEL_VOXELS:
-        chunk_voxels = min(chunk_voxels, -(-nvox // workers))
+    # On the CPU the chunks run side by side on `threads` threads and every op on one thread: most
+    # of the work is many small ops and batched LAPACK calls, which torch's own (intra-op) threads
+    # barely speed up; and with chunk bounds and ops independent of the thread count, the maps are
+    # bitwise the same for any `threads`. Torch's thread setting is restored afterwards.
+    cpu = device.type == "cpu"
+    workers = max(1, int(threads) if threads is not None else torch.get_num_threads()) if cpu else 1
     bounds = [(a, min(a + chunk_voxels, nvox)) for a in range(0, nvox, chunk_voxels)]
     previous = torch.get_num_threads()
     if progress is not None:
@@ -226,9 +225,9 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     # freed chunk tensors stay in the heap for the next chunk (see COMPASSLib.allocator)
     with hold_freed_memory():
         try:
+            if cpu:
+                torch.set_num_threads(1)
             if workers == 1 or len(bounds) == 1:
-                if threads is not None:
-                    torch.set_num_threads(int(threads))
                 for a, b in bounds:
                     run_chunk(a, b)
                     if progress is not None:
@@ -236,7 +235,6 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
             else:
                 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-                torch.set_num_threads(1)
                 done = 0
                 with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compass-texture") as pool:
                     futures = {pool.submit(run_chunk, a, b): b - a for a, b in bounds}
