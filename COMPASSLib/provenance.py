@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 _LIBRARIES = ("numpy", "scipy", "SimpleITK", "pydicom", "pyradiomics", "scikit-learn", "torch",
-              "safetensors", "pandas", "PyYAML")
+              "safetensors", "pandas", "PyYAML", "numba")
 
 
 def library_versions() -> dict:

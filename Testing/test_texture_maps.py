@@ -120,7 +120,7 @@ def test_synthetic_dose_radius1_equals_pyradiomics():
     assert ours["glcm:Contrast"].GetOrigin() == image.GetOrigin()
 
 
-def test_bed_map_radius2_equals_pyradiomics():
+def test_bed_map_radius2_equals_pyradiomics(monkeypatch):
     """BED (alpha/beta 3 Gy) of a synthetic fraction dose, radius 2, ~30 grey levels in the ROI."""
     from COMPASSLib.dose import bed
 
@@ -137,6 +137,13 @@ def test_bed_map_radius2_equals_pyradiomics():
     assert_equal_maps(ours, ref, organ)
     small = texture_maps(image, mask, ALL, radius=2, bin_width=width, chunk_voxels=32)
     assert_equal_maps(small, ref, organ)
+    # MCC's other solver (LAPACK through torch: CUDA, or a CPU without numba) equal to pyradiomics too
+    from COMPASSLib.features import _mcc_cpu
+
+    assert _mcc_cpu.available()  # numba is a pinned requirement: the default above is the compiled one
+    monkeypatch.setattr(_mcc_cpu, "available", lambda: False)
+    lapack = texture_maps(image, mask, ["glcm:MCC"], radius=2, bin_width=width)
+    assert_equal_maps(lapack, {"glcm:MCC": ref["glcm:MCC"]}, organ)
 
 
 def test_synthetic_cohort_bed_heart_equals_pyradiomics(small_cohort):

@@ -31,6 +31,8 @@ import math
 import numpy as np
 import torch
 
+from . import _mcc_cpu
+
 # numpy.spacing(1): the epsilon pyradiomics adds inside every log2.
 EPS = float(np.spacing(1))
 # Memory for the per-direction difference and sum histograms of one slice of kernel centres.
@@ -287,7 +289,8 @@ def glcm(levels, inside, tables, wanted, *, ng_max: int, roi_levels: int = 2, dt
     parts = [_glcm_directions(levels, inside, first, second, wanted, ng_max=ng_max, dtype=dtype,
                               local=local, lmin=lmin, span=span)
              for first, second in tables]
-    if "MCC" in parts[0][0]:
+    if "MCC" in parts[0][0] and isinstance(parts[0][0]["MCC"], tuple):
+        # LAPACK through torch: solved once for all direction groups (fewer, larger batches)
         ca, cb, ok, nlev, total, unit = _join_direction_groups([p[0]["MCC"] for p in parts])
         mcc = _second_eigen_sqrt(ca, cb, ok, nlev, total, dtype, unit=unit)
         for p, part in zip(parts, mcc.split([p[1].shape[-1] for p in parts], -1)):
@@ -377,10 +380,6 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
             imc2 = torch.where(same, torch.zeros_like(imc2), imc2)
             out["Imc2"] = imc2
         if "MCC" in wanted:
-            # matrices over the levels present in each direction: renumber the kernel's levels
-            compact = (torch.cumsum(present, -1) - 1).clamp_(min=0)   # (ends of no pair: weight 0)
-            ca = torch.gather(compact, -1, la)
-            cb = torch.gather(compact, -1, lb)
             unit = None
             if "graph" in cell_wanted:
                 # Graph of the levels joined by the pairs: disconnected (1 is a double eigenvalue of
@@ -389,8 +388,20 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
                 # levels - 1 edges is a tree (bipartite) or disconnected.
                 off, loops = cells["graph"]
                 unit = (off < nlev - 1) | ((loops == 0) & (off <= nlev - 1))
-            # solved once for all direction groups by the caller (fewer, larger batches)
-            out["MCC"] = (ca, cb, ok, nlev, total, unit)
+            if levels.device.type == "cpu" and dtype == torch.float64 and _mcc_cpu.available():
+                # compiled eigen-solves, one loop over this group's matrices (see _mcc_cpu)
+                if unit is None:
+                    unit = torch.zeros_like(nlev, dtype=torch.bool)
+                out["MCC"] = torch.from_numpy(_mcc_cpu.mcc(
+                    la.reshape(-1, P).numpy(), lb.reshape(-1, P).numpy(), ok.reshape(-1, P).numpy(),
+                    nlev.reshape(-1).numpy(), unit.reshape(-1).numpy(), nloc)).reshape(nlev.shape)
+            else:
+                # matrices over the levels present in each direction: renumber the kernel's levels
+                compact = (torch.cumsum(present, -1) - 1).clamp_(min=0)   # (ends of no pair: weight 0)
+                ca = torch.gather(compact, -1, la)
+                cb = torch.gather(compact, -1, lb)
+                # solved once for all direction groups by glcm (fewer, larger LAPACK batches)
+                out["MCC"] = (ca, cb, ok, nlev, total, unit)
     return out, angle_ok
 
 
