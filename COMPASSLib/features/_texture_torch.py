@@ -15,8 +15,9 @@ GLCM is never built as an Ng x Ng matrix. Per kernel and direction:
 * the marginals (Imc1, Imc2, MCC) counted per level minus the kernel's lowest level; HXY1 and HXY2
   follow from HX;
 * MCC = 1 where the pair graph is surely disconnected or a tree (counting rules), else from the
-  eigenvalues of the small matrix of the levels present: closed forms up to 4 levels (the known top
-  eigenvector deflated for 4), LAPACK in batches of equal size beyond.
+  eigenvalues of the small matrix of the levels present: on the CPU by a compiled loop over the
+  matrices (`_mcc_cpu`, numba); on CUDA or without numba closed forms up to 4 levels (the known top
+  eigenvector deflated for 4) and LAPACK in batches of equal size beyond.
 Entropies are log2(total) - sum c log2 c / total from a table over whole-number counts. First
 order sorts each kernel's ROI-wide value ranks (int32) once for the percentiles and the grey-level
 histogram. The cost grows with the pairs in a kernel and the grey levels a kernel
@@ -329,9 +330,12 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
     cell_wanted = {"JointEnergy", "JointEntropy", "MaximumProbability"} & set(wanted)
     if marginal_names and ("Imc1" in wanted or "Imc2" in wanted):
         cell_wanted.add("JointEntropy")                                  # HXY
-    if "MCC" in wanted and (cell_wanted or P <= 32):
+    # MCC's eigen-solves compiled on the CPU (see _mcc_cpu), else LAPACK through torch
+    compiled = "MCC" in wanted and _compiled_mcc(levels.device, dtype)
+    if "MCC" in wanted and (cell_wanted or (P <= 32 and not compiled)):
         # the distinct cells also tell which pair graphs have MCC = 1 (see below): free when the
-        # cells are counted anyway, worth counting them for the few pairs of small kernels
+        # cells are counted anyway, worth counting them for the few pairs of small kernels when
+        # the solves are LAPACK calls
         cell_wanted.add("graph")
     if cell_wanted:
         if (span + 1) ** 2 <= min(3 * P, _DENSE_CELLS):
@@ -388,7 +392,7 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
                 # levels - 1 edges is a tree (bipartite) or disconnected.
                 off, loops = cells["graph"]
                 unit = (off < nlev - 1) | ((loops == 0) & (off <= nlev - 1))
-            if levels.device.type == "cpu" and dtype == torch.float64 and _mcc_cpu.available():
+            if compiled:
                 # compiled eigen-solves, one loop over this group's matrices (see _mcc_cpu)
                 if unit is None:
                     unit = torch.zeros_like(nlev, dtype=torch.bool)
@@ -403,6 +407,11 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
                 # solved once for all direction groups by glcm (fewer, larger LAPACK batches)
                 out["MCC"] = (ca, cb, ok, nlev, total, unit)
     return out, angle_ok
+
+
+def _compiled_mcc(device, dtype) -> bool:
+    """MCC's eigen-solves by the compiled CPU loop (float64 on the CPU, numba installed)."""
+    return device.type == "cpu" and dtype == torch.float64 and _mcc_cpu.available()
 
 
 # Joint cells from a dense (span + 1)^2 histogram (no sort) when it has at most this many cells
