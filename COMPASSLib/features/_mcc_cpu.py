@@ -125,6 +125,7 @@ def _extreme_lanes(d, e, m, L, sign, active, res, w):
 # registers (the matrices are too small to fill them along a row). Each lane does exactly the
 # scalar operations of its own matrix, so a value does not depend on its neighbours.
 LANES = 32
+_LANE_BYTES = 16 * 2 ** 20
 
 
 def _solve_lanes(rows, cols, valid, index, L, n, out, P, A, s, u, z, d, e, v, p, t, w, ext, slot):
@@ -287,7 +288,9 @@ def _mcc_loop(rows, cols, valid, nlev, unit, width, out):
     size = 3
     for k in range(count):
         size = max(size, nlev[k])
-    L = LANES
+    # fewer lanes for very large matrices (kernels spanning hundreds of levels): P and A stay
+    # within _LANE_BYTES each
+    L = max(1, min(LANES, _LANE_BYTES // (size * size * 8)))
     P = np.empty((size, size, L))
     A = np.empty((size, size, L))
     s = np.empty((size, L))
