@@ -11,12 +11,13 @@ GLCM is never built as an Ng x Ng matrix. Per kernel and direction:
   (as long as the kernel's span of grey levels) summed against tables of those functions; the
   central moments from whole-number power sums in int64 (exact, one rounding);
 * the joint-cell features (entropy, energy, maximum) from a dense histogram of the level pairs
-  (kernels spanning few levels) or one sort of the one-way pair codes;
+  (kernels spanning few levels), else from the distinct pairs counted by a compiled loop on the CPU
+  (`_glcm_cpu`, numba) or by one sort of the one-way pair codes (CUDA, or without numba);
 * the marginals (Imc1, Imc2, MCC) counted per level minus the kernel's lowest level; HXY1 and HXY2
   follow from HX;
 * MCC = 1 where the pair graph is surely disconnected or a tree (counting rules), else from the
   eigenvalues of the small matrix of the levels present: on the CPU by a compiled loop over the
-  matrices (`_mcc_cpu`, numba); on CUDA or without numba closed forms up to 4 levels (the known top
+  matrices (`_glcm_cpu`, numba); on CUDA or without numba closed forms up to 4 levels (the known top
   eigenvector deflated for 4) and LAPACK in batches of equal size beyond.
 Entropies are log2(total) - sum c log2 c / total from a table over whole-number counts. First
 order sorts each kernel's ROI-wide value ranks (int32) once for the percentiles and the grey-level
@@ -32,7 +33,7 @@ import math
 import numpy as np
 import torch
 
-from . import _mcc_cpu
+from . import _glcm_cpu
 
 # numpy.spacing(1): the epsilon pyradiomics adds inside every log2.
 EPS = float(np.spacing(1))
@@ -282,10 +283,12 @@ def glcm(levels, inside, tables, wanted, *, ng_max: int, roi_levels: int = 2, dt
                       roi_levels=roi_levels, dtype=dtype) for a in range(0, levels.shape[0], step)]
         return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
     local = None
-    if {"Imc1", "Imc2", "MCC"} & set(wanted):
+    if {"Imc1", "Imc2", "MCC"} & set(wanted) or (_JOINT_CELL_FEATURES & set(wanted)
+                                                  and _compiled_cells(levels.device, span)):
         # The marginals of every direction count the levels of the kernel voxels that are ends of
-        # pairs, indexed by level - (lowest level of the kernel): at most span + 1 slots, no sort.
-        # (Voxels outside the ROI clamp to 0; they are never ends of a pair.)
+        # pairs, indexed by level - (lowest level of the kernel): at most span + 1 slots, no sort;
+        # the compiled joint cells count pairs of these local levels too. (Voxels outside the ROI
+        # clamp to 0; they are never ends of a pair.)
         local = (levels - lmin.unsqueeze(-1)).clamp_(min=0)
     parts = [_glcm_directions(levels, inside, first, second, wanted, ng_max=ng_max, dtype=dtype,
                               local=local, lmin=lmin, span=span)
@@ -330,24 +333,33 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
     cell_wanted = {"JointEnergy", "JointEntropy", "MaximumProbability"} & set(wanted)
     if marginal_names and ("Imc1" in wanted or "Imc2" in wanted):
         cell_wanted.add("JointEntropy")                                  # HXY
-    # MCC's eigen-solves compiled on the CPU (see _mcc_cpu), else LAPACK through torch
+    # MCC's eigen-solves compiled on the CPU (see _glcm_cpu), else LAPACK through torch
     compiled = "MCC" in wanted and _compiled_mcc(levels.device, dtype)
     if "MCC" in wanted and (cell_wanted or (P <= 32 and not compiled)):
         # the distinct cells also tell which pair graphs have MCC = 1 (see below): free when the
         # cells are counted anyway, worth counting them for the few pairs of small kernels when
         # the solves are LAPACK calls
         cell_wanted.add("graph")
+    la = lb = None
+    if local is not None:
+        # pair ends as level - kernel minimum (the marginals; the compiled joint cells)
+        la = local.index_select(1, first.reshape(-1)).reshape(shape)
+        lb = local.index_select(1, second.reshape(-1)).reshape(shape)
     if cell_wanted:
         if (span + 1) ** 2 <= min(3 * P, _DENSE_CELLS):
             cells = _joint_cells_dense(li, lj, okc, n, lmin, span, cell_wanted, dtype)
+        elif _compiled_cells(levels.device, span):
+            counts, diag = _glcm_cpu.distinct_cells(la.reshape(-1, P).numpy(), lb.reshape(-1, P).numpy(),
+                                                    ok.reshape(-1, P).numpy(), span + 1)
+            cells = _joint_cell_features(torch.from_numpy(counts).reshape(shape[:-1] + (-1,)),
+                                         torch.from_numpy(diag).reshape(shape[:-1] + (-1,)), n, P,
+                                         cell_wanted, dtype)
         else:
             cells = _joint_cells_one_way(li, lj, ok, n, base, sentinel, cell_wanted, dtype)
         out.update({name: v for name, v in cells.items() if name in wanted})
     if marginal_names:
         total = 2 * nf                                                    # sum of the symmetric GLCM
         # Marginal count of a level = the pair ends (both ends of every one-way pair) at that level.
-        la = local.index_select(1, first.reshape(-1)).reshape(shape)
-        lb = local.index_select(1, second.reshape(-1)).reshape(shape)
         nloc = int(span) + 1
         counts = torch.zeros(shape[:-1] + (nloc,), dtype=torch.int64, device=levels.device)
         counts.scatter_add_(-1, la, okc).scatter_add_(-1, lb, okc)
@@ -393,10 +405,10 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
                 off, loops = cells["graph"]
                 unit = (off < nlev - 1) | ((loops == 0) & (off <= nlev - 1))
             if compiled:
-                # compiled eigen-solves, one loop over this group's matrices (see _mcc_cpu)
+                # compiled eigen-solves, one loop over this group's matrices (see _glcm_cpu)
                 if unit is None:
                     unit = torch.zeros_like(nlev, dtype=torch.bool)
-                out["MCC"] = torch.from_numpy(_mcc_cpu.mcc(
+                out["MCC"] = torch.from_numpy(_glcm_cpu.mcc(
                     la.reshape(-1, P).numpy(), lb.reshape(-1, P).numpy(), ok.reshape(-1, P).numpy(),
                     nlev.reshape(-1).numpy(), unit.reshape(-1).numpy(), nloc)).reshape(nlev.shape)
             else:
@@ -411,7 +423,20 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
 
 def _compiled_mcc(device, dtype) -> bool:
     """MCC's eigen-solves by the compiled CPU loop (float64 on the CPU, numba installed)."""
-    return device.type == "cpu" and dtype == torch.float64 and _mcc_cpu.available()
+    return device.type == "cpu" and dtype == torch.float64 and _glcm_cpu.available()
+
+
+# The compiled joint cells keep a table of (span + 1)^2 slots: up to this many (64 MiB).
+_COMPILED_CELL_SLOTS = 2 ** 23
+
+
+def _compiled_cells(device, span: int) -> bool:
+    """Joint cells counted by the compiled CPU loop (on the CPU, numba installed, kernels spanning
+    at most ~2900 grey levels) rather than by a sort."""
+    return device.type == "cpu" and _glcm_cpu.available() and (span + 1) ** 2 <= _COMPILED_CELL_SLOTS
+
+
+_JOINT_CELL_FEATURES = frozenset({"JointEnergy", "JointEntropy", "MaximumProbability", "Imc1", "Imc2"})
 
 
 # Joint cells from a dense (span + 1)^2 histogram (no sort) when it has at most this many cells

@@ -1,4 +1,9 @@
-"""The compiled MCC solver (COMPASSLib.features._mcc_cpu) against an independent reference: numpy's
+"""The compiled CPU steps of the GLCM maps (COMPASSLib.features._glcm_cpu).
+
+Distinct cells: per row, the distinct unordered level pairs and their counts, against numpy's
+unique on random rows with invalid entries.
+
+MCC: the compiled solver against an independent reference: numpy's
 LAPACK eigvalsh on the whole normalised GLCM T = D^-1/2 P D^-1/2 of each matrix (no deflation),
 MCC = max(|lowest|, |second highest|) eigenvalue. On the pair lists of real texture-map kernels
 (radius 1 to 3, ~10 to ~100 grey levels) and on graphs with known spectra: complete graphs (an
@@ -11,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from COMPASSLib.features import _mcc_cpu
+from COMPASSLib.features import _glcm_cpu
 from COMPASSLib.features.texture_maps import texture_maps
 
 TOL = 1e-13
@@ -54,11 +59,11 @@ def solve(graphs, unit=None):
     nlev = np.array([g[3] for g in graphs], dtype=np.int64)
     unit = np.zeros(len(graphs), dtype=bool) if unit is None else np.asarray(unit)
     width = int(max(rows.max(), cols.max())) + 1
-    return _mcc_cpu.mcc(rows, cols, valid, nlev, unit, width), (rows, cols, valid, nlev)
+    return _glcm_cpu.mcc(rows, cols, valid, nlev, unit, width), (rows, cols, valid, nlev)
 
 
 def test_numba_is_installed_and_used_on_the_cpu():
-    assert _mcc_cpu.available(), "numba is a pinned requirement (requirements.txt)"
+    assert _glcm_cpu.available(), "numba is a pinned requirement (requirements.txt)"
 
 
 def test_graphs_with_known_spectra():
@@ -100,14 +105,14 @@ def test_real_kernels_equal_lapack(monkeypatch, radius, levels):
     organ = ((z - 4) / 4) ** 2 + ((y - 4.5) / 4.5) ** 2 + ((x - 5) / 5) ** 2 < 1
     width = float(np.ptp(dose[organ]) / (levels - 0.5))
     calls = []
-    real = _mcc_cpu.mcc
+    real = _glcm_cpu.mcc
 
     def spy(*args):
         out = real(*args)
         calls.append((args, out))
         return out
 
-    monkeypatch.setattr(_mcc_cpu, "mcc", spy)
+    monkeypatch.setattr(_glcm_cpu, "mcc", spy)
     texture_maps(dose, organ, ["glcm:MCC", "glcm:JointEntropy"], radius=radius, bin_width=width, threads=1)
     assert calls
     for (rows, cols, valid, nlev, unit, w), out in calls:
@@ -118,3 +123,26 @@ def test_real_kernels_equal_lapack(monkeypatch, radius, levels):
         alone = np.array([real(rows[k:k + 1], cols[k:k + 1], valid[k:k + 1], nlev[k:k + 1], unit[k:k + 1], w)[0]
                           for k in some])
         assert np.array_equal(alone, out[some])
+
+
+def test_distinct_cells_equal_numpy_unique():
+    rng = np.random.default_rng(5)
+    width = 23
+    a = rng.integers(0, width, (400, 60))
+    b = np.clip(a + rng.integers(-4, 5, a.shape), 0, width - 1)
+    b[:50] = a[:50]                                            # rows of diagonal pairs only
+    valid = rng.random(a.shape) > 0.2
+    valid[7] = False                                           # a row without pairs
+    counts, diag = _glcm_cpu.distinct_cells(a, b, valid, width)
+    assert counts.shape == diag.shape and counts.shape[0] == len(a)
+    for r in range(len(a)):
+        lo, hi = np.minimum(a[r], b[r])[valid[r]], np.maximum(a[r], b[r])[valid[r]]
+        cells, n = np.unique(lo * width + hi, return_counts=True)
+        k = len(cells)
+        assert (counts[r, k:] == 0).all() and not diag[r, k:].any()
+        # the same multiset of (count, diagonal) cells, whatever their order
+        got = sorted(zip(counts[r, :k].tolist(), diag[r, :k].tolist()))
+        want = sorted(zip(n.tolist(), (cells // width == cells % width).tolist()))
+        assert got == want, r
+    assert counts.shape[1] == max(len(np.unique((np.minimum(a[r], b[r]) * width + np.maximum(a[r], b[r]))[valid[r]]))
+                                  for r in range(len(a)))

@@ -1,19 +1,26 @@
-"""MCC's eigen-solves on the CPU, compiled (numba): one small symmetric eigenproblem per kernel and
-direction, tens of thousands per map.
+"""Two GLCM steps compiled for the CPU (numba) that vectorised torch does poorly: the distinct level
+pairs (GLCM cells) of each kernel and direction, and MCC's eigen-solves.
 
-Private to `_texture_torch`. Per kernel and direction, MCC is the largest |eigenvalue| of T (the
-GLCM normalised by its marginals, T = D^-1/2 P D^-1/2) once its known top eigenpair (1, sqrt(px)) is
-deflated (see `_texture_torch._second_eigen_sqrt` for the derivation). Batched LAPACK through
-torch (eigvalsh) costs 1-30 us per matrix of 4-34 levels, most of it per-call and BLAS-2 overhead,
-and computes every eigenvalue: at radius 2 and ~40 grey levels that was two thirds of a whole GLCM
-map. Here, in one compiled loop: each matrix is built from its pairs, deflated, reduced to
-tridiagonal form (Householder) and only its extreme eigenvalues are found (Laguerre's method from
-above the spectrum, each iterate checked by a Sturm count; the bottom one only where a Sturm count
-says it could be the larger in size). Matrices of equal size are solved LANES side by side, lane in
-the last array axis, so that the compiler vectorises across them.
+Private to `_texture_torch`, which keeps torch versions of both for CUDA and for CPUs without numba,
+and computes every feature from what these return (one definition of each feature).
 
-Same definition and deflation as the LAPACK path, which CUDA and CPUs without numba keep; values
-agree with LAPACK's (numpy's eigvalsh on the undeflated T) to ~1e-15 (tested).
+Distinct cells (`distinct_cells`): per row of pairs, the unordered level pairs seen and their
+counts, by a table over the kernel's local codes (level - kernel minimum: at most (span + 1)^2
+slots), touched slots reset after each row. The torch version sorts the pair codes (one sort per
+kernel and direction, then counting runs): about 4 times the time.
+
+MCC (`mcc`): one small symmetric eigenproblem per kernel and direction, tens of thousands per map.
+Per kernel and direction, MCC is the largest |eigenvalue| of T (the GLCM normalised by its
+marginals, T = D^-1/2 P D^-1/2) once its known top eigenpair (1, sqrt(px)) is deflated (see
+`_texture_torch._second_eigen_sqrt` for the derivation). Batched LAPACK through torch (eigvalsh)
+costs 1-30 us per matrix of 4-34 levels, most of it per-call and BLAS-2 overhead, and computes
+every eigenvalue: at radius 2 and ~40 grey levels that was two thirds of a whole GLCM map. Here, in
+one compiled loop: each matrix is built from its pairs, deflated, reduced to tridiagonal form
+(Householder) and only its extreme eigenvalues are found (Laguerre's method from above the
+spectrum, each iterate checked by a Sturm count; the bottom one only where a Sturm count says it
+could be the larger in size). Matrices of equal size are solved LANES side by side, lane in the
+last array axis, so that the compiler vectorises across them. Same definition and deflation as the
+LAPACK path; values agree with LAPACK's (numpy's eigvalsh on the undeflated T) to ~1e-15 (tested).
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ import numpy as np
 
 try:
     import numba
-except ImportError:  # optional: texture maps fall back to LAPACK through torch
+except ImportError:  # optional: texture maps fall back to their torch versions
     numba = None
 
 # Laguerre stops once the certified bracket [x - m/G, x - 1/G] around the extreme eigenvalue is this
@@ -35,6 +42,52 @@ _MAX_STEPS = 200
 
 def available() -> bool:
     return numba is not None
+
+
+def _distinct_loop(a, b, valid, width, counts, diag):
+    """Per row r: the distinct unordered pairs {a, b} of its valid entries (levels in 0 .. width - 1)
+    in order of first appearance: counts[r, :k] and diag[r, :k] (a == b), zeros after. Returns the
+    largest k."""
+    rows, pairs = a.shape
+    seen = np.zeros(width * width, dtype=np.int64)          # 1 + slot of a code in this row; 0: new
+    most = 0
+    for r in range(rows):
+        k = 0
+        for q in range(pairs):
+            if valid[r, q]:
+                x = a[r, q]
+                y = b[r, q]
+                code = x * width + y if x <= y else y * width + x
+                slot = seen[code]
+                if slot == 0:
+                    seen[code] = k + 1
+                    counts[r, k] = 1
+                    diag[r, k] = x == y
+                    k += 1
+                else:
+                    counts[r, slot - 1] += 1
+        for q in range(pairs):
+            if valid[r, q]:
+                x = a[r, q]
+                y = b[r, q]
+                seen[x * width + y if x <= y else y * width + x] = 0
+        for q in range(k, pairs):
+            counts[r, q] = 0
+            diag[r, q] = False
+        most = max(most, k)
+    return most
+
+
+def distinct_cells(a: np.ndarray, b: np.ndarray, valid: np.ndarray, width: int):
+    """(counts (rows, K) int64, diag (rows, K) bool): the distinct unordered level pairs of each row
+    of a, b (rows, pairs) int64 levels in 0 .. width - 1 where valid; K the most in any row."""
+    rows, pairs = a.shape
+    counts = np.empty((rows, pairs), dtype=np.int64)
+    diag = np.empty((rows, pairs), dtype=np.bool_)
+    most = _distinct_loop(np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(valid),
+                          int(width), counts, diag)
+    most = max(most, 1)
+    return counts[:, :most], diag[:, :most]
 
 
 def _extreme_lanes(d, e, m, L, sign, active, res, w):
@@ -353,6 +406,7 @@ def _mcc_loop(rows, cols, valid, nlev, unit, width, out):
 
 if numba is not None:
     _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
+    _distinct_loop = _jit(_distinct_loop)
     _extreme_lanes = _jit(_extreme_lanes)
     _solve_lanes = _jit(_solve_lanes)
     _mcc_loop = _jit(_mcc_loop)
