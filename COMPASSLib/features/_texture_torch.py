@@ -20,8 +20,8 @@ GLCM is never built as an Ng x Ng matrix. Per kernel and direction:
   matrices (`_glcm_cpu`, numba); on CUDA or without numba closed forms up to 4 levels (the known top
   eigenvector deflated for 4) and LAPACK in batches of equal size beyond.
 Entropies are log2(total) - sum c log2 c / total from a table over whole-number counts. First
-order sorts each kernel's ROI-wide value ranks (int32) once for the percentiles and the grey-level
-histogram. The cost grows with the pairs in a kernel and the grey levels a kernel
+order sorts each kernel's ROI-wide value ranks (int32) once for the percentiles, and counts its
+grey levels over the kernel's own span (one scatter) for Entropy and Uniformity. The cost grows with the pairs in a kernel and the grey levels a kernel
 spans, not with the number of grey levels in the ROI.
 """
 from __future__ import annotations
@@ -179,11 +179,11 @@ def _percentiles(sorted_vals: torch.Tensor, n: torch.Tensor, qs) -> torch.Tensor
     return torch.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
 
 
-def firstorder(values, levels, inside, wanted, *, ranks, rank_values, rank_levels, voxel_array_shift=0.0,
+def firstorder(values, levels, inside, wanted, *, ranks, rank_values, voxel_array_shift=0.0,
                voxel_volume=1.0):
     """First-order features of each kernel: `values` (V, S) float image values, `levels` (V, S) int
     grey levels, `inside` (V, S) bool (kernel voxel in the ROI), `ranks` (V, S) int32: rank of each
-    value among the ROI's distinct values `rank_values` (their grey levels `rank_levels`). Same
+    value among the ROI's distinct values `rank_values`. Same
     formulas as pyradiomics' firstorder.py in voxel-based mode (NaN-masked kernels, entropy on
     discretised levels)."""
     wanted = set(wanted)
@@ -222,21 +222,24 @@ def firstorder(values, levels, inside, wanted, *, ranks, rank_values, rank_level
     need_counts = {"Entropy", "Uniformity"} & wanted
     if not (need_sorted or need_counts):
         return out
-    # One sort serves both, of the values' ROI-wide ranks (int32 sorts faster than float64): the
-    # sorted values and, as grey levels grow with the value, the sorted levels are looked up.
-    sr = torch.sort(torch.where(inside, ranks, torch.iinfo(torch.int32).max), dim=-1).values
-    sr = sr.clamp_(max=len(rank_values) - 1).to(torch.int64)   # entries past n are never read
-    sv = rank_values.index_select(0, sr.reshape(-1)).reshape(sr.shape)
     if need_counts:
-        first_n = torch.arange(levels.shape[-1], device=levels.device) < n.unsqueeze(-1)
-        sorted_levels = rank_levels.index_select(0, sr.reshape(-1)).reshape(sr.shape)
-        counts, _ = _run_counts(sorted_levels, first_n)
+        # grey-level histogram of each kernel over its own span (level - kernel minimum: one
+        # scatter; voxels outside the ROI clamp to 0 with weight 0)
+        lmin = torch.where(inside, levels, torch.iinfo(levels.dtype).max).min(-1).values
+        local = (levels - lmin.unsqueeze(-1)).clamp_(min=0)
+        span = int(torch.where(inside, local, 0).max().item()) if local.numel() else 0
+        counts = torch.zeros(local.shape[:-1] + (span + 1,), dtype=torch.int64, device=levels.device)
+        counts.scatter_add_(-1, local, inside.to(torch.int64))
         if "Entropy" in wanted:
             out["Entropy"] = _entropy_of_counts(counts, n, levels.shape[-1], dtype)
         if "Uniformity" in wanted:
             p = counts.to(dtype) / nf.unsqueeze(-1)
             out["Uniformity"] = (p * p).sum(-1)
     if need_sorted:
+        # one sort of the values' ROI-wide ranks (int32 sorts faster than float64), values looked up
+        sr = torch.sort(torch.where(inside, ranks, torch.iinfo(torch.int32).max), dim=-1).values
+        sr = sr.clamp_(max=len(rank_values) - 1).to(torch.int64)   # entries past n are never read
+        sv = rank_values.index_select(0, sr.reshape(-1)).reshape(sr.shape)
         vmin = sv[..., 0]
         vmax = torch.gather(sv, -1, (n - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
         if "Minimum" in wanted:

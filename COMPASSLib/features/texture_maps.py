@@ -145,8 +145,6 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     rank_values, ranks_roi = np.unique(img[roi].astype(np.float64), return_inverse=True)
     ranks = np.zeros(img.shape, dtype=np.int32)
     ranks[roi] = ranks_roi.reshape(-1)
-    rank_levels = np.zeros(len(rank_values), dtype=np.int64)
-    rank_levels[ranks_roi.reshape(-1)] = levels[roi]
     ng_max = int(levels[roi].max())
     roi_levels = len(np.unique(levels[roi]))
     zz, yy, xx = np.nonzero(roi)
@@ -179,7 +177,6 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     t_val = torch.from_numpy(p_val.ravel()).to(device=device, dtype=dtype)
     t_rank = torch.from_numpy(p_rank.ravel()).to(device)
     t_rank_values = torch.from_numpy(rank_values).to(device=device, dtype=dtype)
-    t_rank_levels = torch.from_numpy(rank_levels).to(device)
     t_off = torch.from_numpy(off_flat).to(device)
     t_tables = [(torch.tensor(f, device=device), torch.tensor(s, device=device)) for f, s in tables]
     t_centres = torch.from_numpy(centres).to(device)
@@ -202,7 +199,7 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
             if wanted["firstorder"]:
                 fo = tt.firstorder(t_val.index_select(0, flat).reshape(idx.shape), lev, inside,
                                    wanted["firstorder"], ranks=t_rank.index_select(0, flat).reshape(idx.shape),
-                                   rank_values=t_rank_values, rank_levels=t_rank_levels,
+                                   rank_values=t_rank_values,
                                    voxel_array_shift=voxel_array_shift, voxel_volume=voxel_volume)
                 chunk.update({f"firstorder:{n}": v for n, v in fo.items()})
             if wanted["glcm"]:
