@@ -29,7 +29,7 @@ from COMPASSLib.geometry import image_like
 log = logging.getLogger(__name__)
 
 # Bump when the numbers a given input and settings produce change: old cache entries then stop matching.
-FEATURE_CODE_VERSION = "2"   # 2: texture-map (tex_) numerics changed at the last digits
+FEATURE_CODE_VERSION = "3"   # 2, 3: texture-map (tex_) numerics changed at the last digits (3: compiled MCC, cells)
 KEYS = ("patient", "organ", "fraction")
 GROUPS = ("bed_", "dvh_", "shape_", "dose_", "tex_", "ct_", "pet_", "clin_")
 _DELTA_GROUPS = ("ct_", "pet_")
