@@ -21,8 +21,9 @@ GLCM is never built as an Ng x Ng matrix. Per kernel and direction:
   eigenvector deflated for 4) and LAPACK in batches of equal size beyond.
 Entropies are log2(total) - sum c log2 c / total from a table over whole-number counts. First
 order sorts each kernel's ROI-wide value ranks (int32) once for the percentiles, and counts its
-grey levels over the kernel's own span (one scatter) for Entropy and Uniformity. The cost grows with the pairs in a kernel and the grey levels a kernel
-spans, not with the number of grey levels in the ROI.
+grey levels over the kernel's own span (one scatter) for Entropy and Uniformity. The cost grows
+with the pairs in a kernel and the grey levels a kernel spans, not with the number of grey levels
+in the ROI.
 """
 from __future__ import annotations
 
@@ -337,8 +338,8 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
     if marginal_names and ("Imc1" in wanted or "Imc2" in wanted):
         cell_wanted.add("JointEntropy")                                  # HXY
     # MCC's eigen-solves compiled on the CPU (see _glcm_cpu), else LAPACK through torch
-    compiled = "MCC" in wanted and _compiled_mcc(levels.device, dtype)
-    if "MCC" in wanted and (cell_wanted or (P <= 32 and not compiled)):
+    compiled_mcc = "MCC" in wanted and _compiled_mcc(levels.device, dtype)
+    if "MCC" in wanted and (cell_wanted or (P <= 32 and not compiled_mcc)):
         # the distinct cells also tell which pair graphs have MCC = 1 (see below): free when the
         # cells are counted anyway, worth counting them for the few pairs of small kernels when
         # the solves are LAPACK calls
@@ -407,7 +408,7 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
                 # levels - 1 edges is a tree (bipartite) or disconnected.
                 off, loops = cells["graph"]
                 unit = (off < nlev - 1) | ((loops == 0) & (off <= nlev - 1))
-            if compiled:
+            if compiled_mcc:
                 # compiled eigen-solves, one loop over this group's matrices (see _glcm_cpu)
                 if unit is None:
                     unit = torch.zeros_like(nlev, dtype=torch.bool)
