@@ -41,6 +41,7 @@ _MAX_STEPS = 200
 
 
 def available() -> bool:
+    """True where numba is installed (else texture maps use the torch versions of these steps)."""
     return numba is not None
 
 
