@@ -183,8 +183,7 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
 
     nvox = len(centres)
     if chunk_voxels is None:
-        # per centre: the kernel (first order), or both ends of every GLCM pair (the larger)
-        slots = max(S, 2 * sum(f.size for f, _ in tables)) if wanted["glcm"] else S
+        slots = max(S, 2 * sum(f.size for f, _ in tables))
         chunk_voxels = max(64, _DEFAULT_CHUNK_BYTES // (_BYTES_PER_SLOT * slots))
     chunk_voxels = int(chunk_voxels)
     results = {k: np.empty(nvox, dtype=np.float64) for k in keys}
