@@ -62,6 +62,7 @@ except ImportError:   # Slicer before 5.4 and slicer-core: untranslated
 
 from COMPASSLib import mrml  # noqa: E402
 from COMPASSLib.errors import CompassError  # noqa: E402
+from COMPASSLib.progress import Cancelled, report  # noqa: E402
 
 SAMPLE_COHORT = {"patients": 3, "fractions": 5, "seed": 0, "size": "small"}
 
@@ -225,7 +226,7 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("COMPASS: {what} failed.").format(what=what), waitCursor=True):
                 try:
                     return work()
-                except mrml.Cancelled:
+                except Cancelled:
                     self.ui.statusLabel.text = _("{what}: cancelled").format(what=what)
         finally:
             self.ui.cancelButton.enabled = False
@@ -303,7 +304,6 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.binWidthGy = 1.0   # texture-map grey-level bin width on BED (Gy)
 
     def getParameterNode(self):
         return COMPASSParameterNode(super().getParameterNode())
@@ -375,21 +375,22 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
     # work --------------------------------------------------------------------------------------
     @staticmethod
     def gpuAvailable() -> bool:
-        return mrml.env_device(True) == "cuda"
+        from COMPASSLib.devices import cuda_available
+
+        return cuda_available()
 
     @staticmethod
     def device(useGPU: bool) -> str:
-        return mrml.env_device(bool(useGPU))
+        from COMPASSLib.devices import resolve_device
+
+        return resolve_device("auto" if useGPU else "cpu")
 
     @staticmethod
     def generateSampleCohort(folder, progress=None, **overrides) -> Path:
         """The synthetic thorax cohort (DICOM, outcomes.csv, cohort.json), generated here, no download."""
         from COMPASSLib.synth import generate_cohort
 
-        settings = {**SAMPLE_COHORT, **overrides}
-        report = None if progress is None else (
-            lambda done, total: mrml.report(progress, done / max(total, 1), f"patient {done}/{total}"))
-        return Path(generate_cohort(folder, progress=report, **settings))
+        return Path(generate_cohort(folder, progress=progress, **{**SAMPLE_COHORT, **overrides}))
 
     @staticmethod
     def patientIds(cohortPath) -> list:
@@ -407,38 +408,36 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def runTwin(cohortPath, outputPath, modelPath=None, device="cpu", progress=None) -> Path:
-        """Train and evaluate the twin on the cohort (compass run), or score it with a trained model."""
-        from COMPASSLib import batch
-        from COMPASSLib.cohort import Cohort
+        """Train and evaluate the twin on the cohort (the main job of `compass run`), or score every fraction
+        with a trained model (pipeline.score); returns the risk.csv written into outputPath."""
+        from COMPASSLib import pipeline
 
-        if not _given(outputPath):
-            outputPath = Path(tempfile.mkdtemp(prefix="COMPASS-run-"))
-        mrml.report(progress, 0.0, "running the twin (features, training, evaluation)")
-        args = batch.build_parser().parse_args(
-            ["--cohort", str(cohortPath), "--out", str(outputPath), "--device", device, "--no-scenes"]
-            + (["--model", str(modelPath)] if modelPath else []))
-        risk = batch.run_pipeline(args, Cohort.load(cohortPath))
-        mrml.report(progress, 1.0, f"wrote {risk}")
-        return risk
+        outputPath = Path(outputPath) if _given(outputPath) else Path(tempfile.mkdtemp(prefix="COMPASS-run-"))
+        if modelPath:
+            pipeline.score(modelPath, cohortPath, outputPath, device=device, progress=progress)
+        else:
+            pipeline.run(cohortPath, outputPath, {"twin": {"device": device}}, progress=progress)
+        report(progress, 1.0, f"wrote {outputPath / 'risk.csv'}")
+        return outputPath / "risk.csv"
 
     @staticmethod
     def showRisk(riskPath, patientId, cohortPath=None):
         """The risk table and chart of one patient (toxicity onsets from the cohort's outcomes)."""
         from COMPASSLib.cohort import Cohort
 
-        onsets = {}
-        if _given(cohortPath):
-            onsets = {o.organ: o.onset_fraction for o in Cohort.load(cohortPath).outcomes()
-                      if o.patient == patientId and o.toxic}
+        onsets = Cohort.load(cohortPath).onsets(patientId) if _given(cohortPath) else {}
         table = mrml.add_risk_table(riskPath, patientId, slicer.mrmlScene)
         chart = mrml.add_risk_plot(riskPath, patientId, onsets, slicer.mrmlScene)
         mrml.show_plot(chart)
         return table, chart
 
-    def addTextureMaps(self, patientNodes, organ, fraction, features, radius, device="cpu", progress=None):
+    @staticmethod
+    def addTextureMaps(patientNodes, organ, fraction, features, radius, device="cpu", progress=None):
+        """Texture maps of the organ's cumulative BED with the bin width and other settings `compass run`
+        uses (mrml.add_texture_maps), so the overlay equals the run's map files and tex_ columns."""
         features = [f.strip() for f in str(features).split(",") if f.strip()]
         return mrml.add_texture_maps(patientNodes, organ, int(fraction), features, int(radius),
-                                     self.binWidthGy, device, slicer.mrmlScene, progress)
+                                     device=device, scene=slicer.mrmlScene, progress=progress)
 
     @staticmethod
     def saveScene(path) -> Path:

@@ -1,5 +1,5 @@
 """Atomic output: a reader never sees a half-written file, and a failed write leaves the old one intact;
-and names made safe as path components."""
+JSON written that way and read back with an error that names the file; names made safe as path components."""
 from __future__ import annotations
 
 import contextlib
@@ -49,6 +49,23 @@ def write_text(path, text: str) -> Path:
 
 def write_json(path, obj, indent: int = 2) -> Path:
     return write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path, what: str = "JSON file", error=None):
+    """The JSON document in `path`; a missing or invalid file raises `error` (a CompassError class,
+    default InputError) naming the file and what it should have been."""
+    from COMPASSLib.errors import InputError
+
+    error = error or InputError
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} not found", file=path) from None
+    except UnicodeDecodeError as e:
+        raise error(f"{what} is not UTF-8 text: {e}", file=path) from None
+    except json.JSONDecodeError as e:
+        raise error(f"{what} is not valid JSON: {e}", file=path) from None
 
 
 def _json_default(obj):

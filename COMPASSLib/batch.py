@@ -51,12 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device(name: str) -> str:
-    from COMPASSLib.mrml import env_device
-
-    return env_device(True) if name == "auto" else name
-
-
 def _say(message: str) -> None:
     print(f"COMPASS batch: {message}", flush=True)
 
@@ -65,45 +59,18 @@ def run_pipeline(args, cohort) -> Path:
     """`compass run` on the cohort, or with --model scoring every fraction by a trained twin;
     returns the risk.csv written into --out."""
     from COMPASSLib import pipeline
+    from COMPASSLib.devices import resolve_device
+    from COMPASSLib.progress import console
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if args.model is None:
         pipeline.run(cohort, args.out, {"profile": args.profile, "workers": args.workers,
-                                        "twin": {"device": device}}, progress=_say)
+                                        "twin": {"device": device}}, progress=console(sys.stdout))
         return args.out / "risk.csv"
     if args.patients:   # scoring needs only the patients asked for (training needs them all)
-        from COMPASSLib.cohort import Cohort
-
-        cohort = Cohort([cohort.patient(p) for p in args.patients], root=cohort.root,
-                        outcomes_file=cohort.outcomes_file, extra=cohort.extra)
-    return score_with_model(args.model, cohort, args.out, device, args.workers)
-
-
-def score_with_model(model_dir: Path, cohort, out_dir: Path, device: str = "cpu", workers: int = 1) -> Path:
-    """Risk after every fraction of every patient from a saved twin (the model folder `compass run`
-    wrote), with the feature settings it was trained with; writes OUT/risk.csv."""
-    import json
-
-    from COMPASSLib.atomic import atomic_path
-    from COMPASSLib.features.settings import FeatureSettings
-    from COMPASSLib.features.table import extract_cohort
-    from COMPASSLib.twin.model import CompassTwin
-
-    model_json = Path(model_dir) / "model.json"
-    if not model_json.is_file():
-        raise InputError("not a COMPASS model folder (no model.json)", file=model_dir)
-    twin = CompassTwin.load(model_dir)
-    twin.device = device
-    doc = json.loads(model_json.read_text(encoding="utf-8"))
-    fs = FeatureSettings.from_dict(doc.get("provenance", {}).get("feature_settings") or {"profile": "full"})
-    _say(f"features ({fs.profile} profile) for {len(cohort.patients)} patients ...")
-    table = extract_cohort(cohort, fs, workers=workers, cache_dir=Path(out_dir) / "cache", progress=False,
-                           organs=twin.organs_)
-    risk = twin.risk_trajectory(table)
-    path = Path(out_dir) / "risk.csv"
-    with atomic_path(path) as tmp:
-        risk.to_csv(tmp, index=False, float_format="%.6g")
-    return path
+        cohort = cohort.subset(args.patients)
+    pipeline.score(args.model, cohort, args.out, workers=args.workers, device=device, progress=console(sys.stdout))
+    return args.out / "risk.csv"
 
 
 def patient_scene(cohort, patient_id: str, risk, out_dir: Path, reference="ct", bed=True, progress=None) -> Path:

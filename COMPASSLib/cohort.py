@@ -118,6 +118,15 @@ class Cohort:
         return read_outcomes(p) if p.is_file() else []
 
     # --- persistence ------------------------------------------------------------------------
+    def subset(self, patient_ids) -> "Cohort":
+        """The same cohort (root, outcomes) with only these patients, in the order given."""
+        return Cohort([self.patient(p) for p in patient_ids], root=self.root, outcomes_file=self.outcomes_file,
+                      extra=self.extra)
+
+    def onsets(self, patient_id: str) -> dict:
+        """organ -> onset fraction of the patient's toxic organs (outcomes.csv), for risk charts."""
+        return {o.organ: o.onset_fraction for o in self.outcomes() if o.patient == patient_id and o.toxic}
+
     def to_dict(self) -> dict:
         d = {"format_version": FORMAT_VERSION, "outcomes": self.outcomes_file, **self.extra, "patients": []}
         for p in self.patients:
@@ -157,10 +166,9 @@ class Cohort:
             path = path / "cohort.json"
         if not path.is_file():
             raise InputError("cohort manifest not found (run `compass scan DIR -o cohort.json` first)", file=path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(f"cohort manifest is not valid JSON: {e}", file=path) from None
+        from COMPASSLib.atomic import read_json
+
+        d = read_json(path, "cohort manifest")
         return cls.from_dict(d, root=path.parent, source=path)
 
     def save(self, path) -> Path:

@@ -6,7 +6,8 @@ float32 with the input's geometry, arrays as float64. Doses are in Gy throughout
 
 Formulas (Fowler 1989; Barendsen 1982):
     BED of one fraction of dose d         d (1 + d / (a/b))
-    cumulative BED after fraction k       sum of the per-fraction BEDs up to k
+    cumulative BED after fraction k       sum of the per-fraction BEDs up to k (accumulate_bed: the one
+                                          implementation every caller uses)
     EQD2                                  BED / (1 + 2 / (a/b))
     repopulation (optional, off)          BED - ln2 (T - Tk) / (alpha Tp)   for T > Tk
     gEUD(n)                               (mean over voxels of D^(1/n))^n   (Niemierko 1999)
@@ -19,6 +20,7 @@ import math
 import numpy as np
 
 from COMPASSLib.errors import DoseError
+from COMPASSLib.geometry import is_image, like, same_grid
 
 # Interpolated dose (linear resampling, summed fractions) may carry rounding noise just below zero;
 # anything more negative than this is a real fault in the input.
@@ -27,13 +29,9 @@ _NEGATIVE_DOSE_TOLERANCE_GY = 1e-4
 
 # --------------------------------------------------------------------------- array / image plumbing
 
-def _is_image(x) -> bool:
-    return type(x).__module__.startswith("SimpleITK") and hasattr(x, "GetSpacing")
-
-
 def _values(x, what: str) -> np.ndarray:
     """float64 copy of an array, image or scalar (never a view: inputs are never modified)."""
-    if _is_image(x):
+    if is_image(x):
         import SimpleITK as sitk
 
         return sitk.GetArrayFromImage(x).astype(np.float64)
@@ -45,7 +43,7 @@ def _values(x, what: str) -> np.ndarray:
 
 def _view(x) -> np.ndarray:
     """Read-only numpy view of an image or array (no copy; index it before converting)."""
-    if _is_image(x):
+    if is_image(x):
         import SimpleITK as sitk
 
         return sitk.GetArrayViewFromImage(x)
@@ -53,22 +51,14 @@ def _view(x) -> np.ndarray:
 
 
 def _like(values: np.ndarray, template):
-    """Return `values` as the kind of `template`: a float32 image with its geometry, or an array."""
-    if _is_image(template):
-        from COMPASSLib.geometry import image_like
-
-        return image_like(values, template, np.float32)
-    return values
+    """`values` as a float32 image on `template`'s grid when it is an image, else the array."""
+    return like(values, template, np.float32)
 
 
 def _same_grid(a, b, what: str, tol: float = 1e-4) -> None:
     """Two images must share size, spacing, origin and direction (arrays are checked by shape later)."""
-    if _is_image(a) and _is_image(b):
-        same = (a.GetSize() == b.GetSize()
-                and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
-                and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol)
-                and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol))
-        if not same:
+    if is_image(a) and is_image(b):
+        if not same_grid(a, b, tol):
             raise DoseError(f"{what}: images are not on the same grid (size {a.GetSize()} vs {b.GetSize()}, "
                             f"origin {a.GetOrigin()} vs {b.GetOrigin()}); resample first")
 
@@ -136,6 +126,25 @@ class Repopulation:
         return math.log(2.0) * max(float(treatment_days) - self.tk_days, 0.0) / (self.alpha_per_gy * self.tp_days)
 
 
+def accumulate_bed(previous_bed, fraction_dose, alpha_beta_gy, what: str = "dose"):
+    """One step of the running BED sum, the one place COMPASS accumulates BED: returns (BED of this
+    fraction, cumulative BED after it) as float64 arrays. `previous_bed`: the cumulative BED before this
+    fraction (array of the dose's shape, any float dtype) or None for the first fraction; `alpha_beta_gy`
+    a scalar or a voxelwise map of the dose's shape. Callers that keep the running sum on disk (the
+    feature cache) store it as float32, as the NRRD/DICOM inputs are, and pass it back in."""
+    d = checked_dose(fraction_dose, what)
+    ab = checked_alpha_beta(alpha_beta_gy)
+    _check_map_shape(d, ab, what)
+    fraction_bed = d * (1.0 + d / ab)
+    if previous_bed is None:
+        return fraction_bed, fraction_bed
+    previous = np.asarray(previous_bed)
+    if previous.shape != d.shape:
+        raise DoseError(f"{what} has shape {d.shape}, the cumulative BED before it {previous.shape}: "
+                        "cumulative BED needs one grid for every fraction")
+    return fraction_bed, fraction_bed + previous
+
+
 def cumulative_bed(fraction_doses, alpha_beta_gy, repopulation: Repopulation | None = None,
                    treatment_days=None) -> list:
     """Cumulative BED after each fraction: element k is the sum of the BEDs of fractions 0..k.
@@ -156,20 +165,22 @@ def cumulative_bed(fraction_doses, alpha_beta_gy, repopulation: Repopulation | N
     for k, dose in enumerate(fraction_doses):
         _same_grid(template, dose, f"cumulative_bed fraction {k + 1}")
         try:
-            d = checked_dose(dose, f"dose of fraction {k + 1}")
+            _, total = accumulate_bed(total, dose, ab, f"dose of fraction {k + 1}")
         except DoseError as e:
             raise e.at(fraction=k + 1)
-        if total is not None and d.shape != total.shape:
-            raise DoseError(f"dose of fraction {k + 1} has shape {d.shape}, expected {total.shape}",
-                            fraction=k + 1)
-        _check_map_shape(d, ab, f"cumulative_bed fraction {k + 1}")
-        b = d * (1.0 + d / ab)
-        total = b if total is None else total + b
         result = total
         if repopulation is not None:
             result = np.maximum(total - repopulation.loss_gy(treatment_days[k]), 0.0)
         out.append(_like(np.array(result, dtype=np.float64), template))
     return out
+
+
+def cumulative_bed_eqd2(fraction_doses: dict, alpha_beta_gy) -> dict:
+    """Cumulative BED and EQD2 after each fraction with one alpha/beta (scalar or voxelwise map, e.g.
+    `alpha_beta_map`): {"bed": {k: ...}, "eqd2": {k: ...}} for fraction index -> dose."""
+    ks = sorted(fraction_doses)
+    beds = cumulative_bed([fraction_doses[k] for k in ks], alpha_beta_gy)
+    return {"bed": dict(zip(ks, beds)), "eqd2": {k: eqd2_from_bed(b, alpha_beta_gy) for k, b in zip(ks, beds)}}
 
 
 def eqd2_from_bed(bed_gy, alpha_beta_gy):
@@ -182,24 +193,34 @@ def eqd2_from_bed(bed_gy, alpha_beta_gy):
 
 
 def alpha_beta_map(masks: dict, reference, overrides: dict | None = None, default_gy: float | None = None):
-    """Voxelwise alpha/beta (Gy) on `reference`'s grid from organ masks.
+    """Voxelwise alpha/beta (Gy) on `reference`'s grid from organ masks: the map behind the BED and EQD2
+    volumes of a whole patient (the Slicer scene, `compass bed --structures`).
 
     `masks`: ROI or canonical organ name -> 0/1 mask (image on the reference grid, or array of its
     shape); names are mapped to canonical organs through Resources/organs.yaml synonyms.
     `overrides`: organ name (canonical or as in `masks`) -> alpha/beta, wins over the table.
-    Voxels outside every mask get `default_gy` (default: the table's BODY value).
-    Where organs overlap the SMALLEST alpha/beta wins: for fraction doses above 2 Gy a smaller alpha/beta
-    gives the larger BED/EQD2, so the overlap is scored the cautious way for the normal tissue, and the
-    result does not depend on the order of `masks`."""
+
+    Which alpha/beta a voxel gets:
+    - inside an organ, that organ's own alpha/beta. Envelope structures (organs.yaml `envelope: true`:
+      BODY/External) contain every organ and are not organs of their own: they never win over one;
+    - where organs overlap (a heart and esophagus contour sharing a border voxel, a GTV inside a lung),
+      the SMALLEST of their alpha/betas: for fraction doses above 2 Gy a smaller alpha/beta gives the
+      larger BED/EQD2, so the shared voxel is scored the cautious way for the normal tissue, and the map
+      does not depend on the order of `masks`;
+    - inside an envelope only (body tissue outside every organ): the envelope's alpha/beta;
+    - outside everything: `default_gy` (default: the table's BODY value).
+    Organ-level figures (the feature table, a DVH of one organ) do not use this map: they take the
+    organ's own alpha/beta in every voxel of the organ, overlap or not."""
     from COMPASSLib import resources
     from COMPASSLib.errors import InputError
 
     overrides = dict(overrides or {})
-    shape = tuple(reference.GetSize()[::-1]) if _is_image(reference) else np.shape(reference)
+    shape = tuple(reference.GetSize()[::-1]) if is_image(reference) else np.shape(reference)
     if default_gy is None:
         default_gy = resources.alpha_beta("BODY", overrides)
     checked_alpha_beta(default_gy, "default alpha/beta")
-    ab = np.full(shape, np.inf)
+    organ_ab = np.full(shape, np.inf)      # smallest alpha/beta of the organs covering each voxel
+    envelope_ab = np.full(shape, np.inf)   # same for envelope structures
     for name, mask in masks.items():
         canonical = resources.canonical_organ(name) or name
         if name in overrides:
@@ -214,8 +235,10 @@ def alpha_beta_map(masks: dict, reference, overrides: dict | None = None, defaul
         m = _values(mask, f"mask {name}")
         if m.shape != shape:
             raise DoseError(f"mask {name!r} has shape {m.shape}, reference grid is {shape}; resample it first")
+        target = envelope_ab if resources.is_envelope(canonical) else organ_ab
         inside = m > 0
-        ab[inside] = np.minimum(ab[inside], value)
+        target[inside] = np.minimum(target[inside], value)
+    ab = np.where(np.isfinite(organ_ab), organ_ab, envelope_ab)
     ab[np.isinf(ab)] = float(default_gy)
     return _like(ab, reference)
 
@@ -334,9 +357,9 @@ def dvh(dose, mask, voxel_cc: float | None = None) -> DVH:
     voxel volume comes from the spacing; for plain arrays pass `voxel_cc`."""
     _same_grid(dose, mask, "dvh")
     if voxel_cc is None:
-        if _is_image(dose):
+        if is_image(dose):
             voxel_cc = voxel_volume_cc(dose)
-        elif _is_image(mask):
+        elif is_image(mask):
             voxel_cc = voxel_volume_cc(mask)
         else:
             raise DoseError("dvh of plain arrays needs voxel_cc (voxel volume in cc)")

@@ -29,6 +29,17 @@ def _sitk():
     return sitk
 
 
+def is_image(x) -> bool:
+    """True for a SimpleITK image (without importing SimpleITK for plain arrays)."""
+    return type(x).__module__.startswith("SimpleITK") and hasattr(x, "GetSpacing")
+
+
+def like(values: np.ndarray, template, dtype=None):
+    """`values` as the kind of `template`: an image on its grid when it is one (cast to `dtype` when
+    given), else the array itself: functions that take arrays or images return what they were given."""
+    return image_like(values, template, dtype) if is_image(template) else values
+
+
 def image_like(values: np.ndarray, template, dtype=None):
     """A SimpleITK image of the (z, y, x) array `values` on `template`'s grid (origin, spacing,
     direction copied exactly); cast to `dtype` first when given."""

@@ -9,8 +9,7 @@ Geometry: COMPASSLib images are SimpleITK images in LPS (DICOM patient coordinat
 RAS. The one conversion in the project is here: RAS = diag(-1, -1, 1) * LPS, applied to the
 direction cosines and the origin; voxel order and spacing are unchanged.
 
-Progress protocol (shared by the long functions here and in batch.py): `progress(value, message)`
-with `value` in [0, 1]; returning False asks to stop, which raises `Cancelled` at the next step.
+Long functions take `progress` (COMPASSLib.progress: `progress(fraction_done, message)`, False cancels).
 """
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from COMPASSLib.errors import CompassError, InputError
+from COMPASSLib.progress import Cancelled, report, scaled  # noqa: F401 (Cancelled: for callers)
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,6 @@ _PALETTE = [(0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.58, 0.4
             (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.5, 0.5, 0.5), (0.74, 0.74, 0.13)]
 RISK_COLUMNS = ("patient", "organ", "fraction", "risk", "ci_low", "ci_high", "warning")
 ATTRIBUTE_PREFIX = "COMPASS."   # node attributes that say what a node holds (patient, fraction, ...)
-
-
-class Cancelled(CompassError):
-    """The user (or a progress callback) stopped a long operation."""
-
-
-def report(progress, value: float, message: str) -> None:
-    """Call the progress callback; stop with `Cancelled` when it returns False."""
-    if progress is not None and progress(float(value), message) is False:
-        raise Cancelled(f"cancelled: {message}")
 
 
 # --- scene and module logics ---------------------------------------------------------------------
@@ -468,13 +458,6 @@ def read_fractions(cohort, patient_id: str, reference: str = "ct", fractions=Non
     return out
 
 
-def _scaled(progress, start: float, stop: float):
-    """A progress callback for a sub-step covering [start, stop] of the whole."""
-    if progress is None:
-        return None
-    return lambda v, message: progress(start + (stop - start) * v, message)
-
-
 def load_patient(cohort, patient_id: str, scene=None, reference: str = "ct", fractions=None,
                  risk=None, bed: bool = True, alpha_beta_overrides=None, progress=None,
                  keep_fraction_nodes: bool = True) -> PatientNodes:
@@ -486,13 +469,15 @@ def load_patient(cohort, patient_id: str, scene=None, reference: str = "ct", fra
     if not isinstance(cohort, Cohort):
         cohort = Cohort.load(cohort)
     scene = get_scene(scene)
-    images = read_fractions(cohort, patient_id, reference, fractions, _scaled(progress, 0.0, 0.4))
-    nodes = add_fraction_series(patient_id, images.items(), scene, _scaled(progress, 0.4, 0.8),
+    images = read_fractions(cohort, patient_id, reference, fractions, scaled(progress, 0.0, 0.4))
+    nodes = add_fraction_series(patient_id, images.items(), scene, scaled(progress, 0.4, 0.8),
                                 keep_fraction_nodes)
     if bed and images:
+        from COMPASSLib import dose
+
         first = images[min(images)]
-        maps = compute_bed_eqd2({k: f.dose for k, f in images.items() if f.dose is not None},
-                                first.masks, first.dose, alpha_beta_overrides)
+        ab = dose.alpha_beta_map(first.masks, first.dose, alpha_beta_overrides)
+        maps = dose.cumulative_bed_eqd2({k: f.dose for k, f in images.items() if f.dose is not None}, ab)
         made_by = "organ map (Resources/organs.yaml)" + (f", overrides {alpha_beta_overrides}"
                                                          if alpha_beta_overrides else "")
         for kind in ("bed", "eqd2"):
@@ -504,7 +489,7 @@ def load_patient(cohort, patient_id: str, scene=None, reference: str = "ct", fra
         "risk": str(risk) if risk is not None and not hasattr(risk, "columns") else
         ("DataFrame" if risk is not None else None)}, inputs=_input_checksums(cohort, risk))
     if risk is not None:
-        onsets = {o.organ: o.onset_fraction for o in cohort.outcomes() if o.patient == patient_id and o.toxic}
+        onsets = cohort.onsets(patient_id)
         nodes.risk_table = add_risk_table(risk, patient_id, scene).GetID()
         nodes.risk_chart = add_risk_plot(risk, patient_id, onsets, scene).GetID()
     report(progress, 1.0, f"loaded {patient_id}")
@@ -565,27 +550,6 @@ def add_dose_maps(patient: PatientNodes, maps: dict, kind: str, scene=None, alph
     if "course" in patient.sh_items:
         _place(scene, seq, patient.sh_items["course"])
     return seq.GetID()
-
-
-def compute_bed_eqd2(fraction_doses: dict, masks: dict, reference, alpha_beta_overrides=None) -> dict:
-    """Cumulative BED and EQD2 after each fraction with the organ alpha/beta map (COMPASSLib.dose).
-    Returns {"bed": {k: image}, "eqd2": {k: image}}."""
-    import SimpleITK as sitk
-
-    from COMPASSLib import dose
-
-    ab = dose.alpha_beta_map(masks, reference, alpha_beta_overrides)
-    ks = sorted(fraction_doses)
-    beds = dose.cumulative_bed([fraction_doses[k] for k in ks], ab)
-    out = {"bed": {}, "eqd2": {}}
-    for k, bed in zip(ks, beds):
-        eqd2 = dose.eqd2_from_bed(bed, ab)
-        for key, value in (("bed", bed), ("eqd2", eqd2)):
-            if not isinstance(value, sitk.Image):
-                value = sitk.GetImageFromArray(np.asarray(value, dtype=np.float32))
-                value.CopyInformation(fraction_doses[k])
-            out[key][k] = value
-    return out
 
 
 # --- risk table and plot -------------------------------------------------------------------------
@@ -789,27 +753,44 @@ def add_texture_overlay(texture, name: str, background_node=None, scene=None, re
     return node
 
 
-def add_texture_maps(patient: PatientNodes, organ: str, fraction: int, features, radius: int = 1,
-                     bin_width_gy: float = 1.0, device: str = "cpu", scene=None, progress=None) -> list:
-    """Voxelwise dose-texture maps (COMPASSLib.features.texture_maps) of the cumulative BED after
-    `fraction` inside `organ`, added as overlays over that fraction's CT. Returns the overlay nodes."""
+def add_texture_maps(patient: PatientNodes, organ: str, fraction: int, features=None, radius: int | None = None,
+                     bin_width_gy: float | None = None, device: str = "cpu", scene=None, progress=None,
+                     feature_settings=None) -> list:
+    """Voxelwise dose-texture maps (COMPASSLib.features.texture_maps) of the organ's cumulative BED after
+    `fraction`, added as overlays over that fraction's CT. Returns the overlay nodes.
+
+    The same numbers as `compass run --texture-maps` and the tex_ columns: the organ's BED is accumulated
+    from the scene's fraction doses with the organ's own alpha/beta (features.organ_bed, as the feature
+    table does), and features, radius and bin width not given come from `feature_settings` (default:
+    the run's default FeatureSettings) through texture_summary.map_settings."""
     import SimpleITK as sitk
 
+    from COMPASSLib.features.organ_bed import cumulative_organ_bed
+    from COMPASSLib.features.settings import FeatureSettings
     from COMPASSLib.features.texture_maps import texture_maps
+    from COMPASSLib.features.texture_summary import map_settings
 
     scene = get_scene(scene)
-    if ("bed", fraction) not in patient.volumes:
-        raise InputError(f"no cumulative BED for fraction {fraction} in the scene: load the patient with BED",
+    fs = feature_settings or FeatureSettings()
+    tex = map_settings(fs)
+    features = features or tex["features"]
+    radius = int(radius or tex["radius"])
+    bin_width_gy = float(bin_width_gy or tex["bin_width_gy"])
+    delivered = [k for k in patient.fractions if k <= fraction]
+    if fraction not in patient.fractions or any(("dose", k) not in patient.volumes for k in delivered):
+        raise InputError(f"no dose volumes up to fraction {fraction} in the scene: load the patient's fractions",
                          patient=patient.patient, fraction=fraction)
-    bed = volume_to_image(scene.GetNodeByID(patient.volumes[("bed", fraction)]))
+    doses = [volume_to_image(scene.GetNodeByID(patient.volumes[("dose", k)])) for k in delivered]
+    bed = sitk.GetImageFromArray(cumulative_organ_bed(doses, organ, fs.alpha_beta))
+    bed.CopyInformation(doses[-1])
     seg = scene.GetNodeByID(patient.segmentations.get(fraction) or patient.segmentations[min(patient.segmentations)])
-    background = scene.GetNodeByID(patient.volumes.get(("ct", fraction)) or patient.volumes[("bed", fraction)])
-    mask = sitk.GetImageFromArray(segment_array(seg, organ, scene.GetNodeByID(patient.volumes[("bed", fraction)])))
+    dose_node = scene.GetNodeByID(patient.volumes[("dose", fraction)])
+    background = scene.GetNodeByID(patient.volumes.get(("ct", fraction)) or patient.volumes[("dose", fraction)])
+    mask = sitk.GetImageFromArray(segment_array(seg, organ, dose_node))
     mask.CopyInformation(bed)
     report(progress, 0.0, f"texture maps of {organ}, fraction {fraction}")
     maps = texture_maps(bed, mask, features, radius=radius, bin_width=bin_width_gy, device=device,
-                        progress=None if progress is None else (lambda done, total: report(
-                            progress, 0.9 * done / max(total, 1), f"texture maps of {organ}")))
+                        progress=scaled(progress, 0.0, 0.9))
     nodes = []
     for name, image in maps.items():
         node = add_texture_overlay(image, f"{patient.patient} F{fraction} {organ} {name} (BED, r={radius})",
@@ -826,18 +807,16 @@ def add_texture_maps(patient: PatientNodes, organ: str, fraction: int, features,
 def add_texture_files(run_dir, patient_id: str, fraction: int, scene=None, background_node=None) -> list:
     """The texture maps `compass run --texture-maps` wrote (RUN/texture/<patient>/fx<k>/<organ>_<feature>.nrrd)
     as overlays; the fraction's CT written beside them (ct.nrrd) is the background unless one is given."""
-    import json
-
     import SimpleITK as sitk
 
-    from COMPASSLib.atomic import safe_filename
+    from COMPASSLib.atomic import read_json, safe_filename
 
     folder = Path(run_dir) / "texture" / safe_filename(patient_id) / f"fx{fraction}"
     prov = folder / "texture_maps.json"
     if not prov.is_file():
         raise InputError("no texture maps for this patient and fraction (run `compass run --texture-maps`)",
                          file=folder, patient=patient_id, fraction=fraction)
-    doc = json.loads(prov.read_text(encoding="utf-8"))
+    doc = read_json(prov, "texture-map provenance")
     scene = get_scene(scene)
     if background_node is None and (folder / "ct.nrrd").is_file():
         background_node = add_volume(sitk.ReadImage(str(folder / "ct.nrrd")), f"{patient_id} F{fraction} CT", scene,
@@ -933,15 +912,3 @@ def summary(scene=None) -> dict:
         cls = scene.GetNthNode(i).GetClassName()
         counts[cls] = counts.get(cls, 0) + 1
     return counts
-
-
-def env_device(prefer_gpu: bool = True) -> str:
-    """'cuda' when asked for and present, else 'cpu' (torch imported only here)."""
-    if not prefer_gpu:
-        return "cpu"
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-

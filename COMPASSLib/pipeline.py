@@ -5,8 +5,12 @@ run(cohort, out_dir, settings): files -> feature table (ingest, BED, features; c
     -> per-fraction risk of every patient/organ -> OUT/metrics.json, risk.csv, model/, report.html
     (+ features.csv, lopo_risk.csv, lopo_trajectories.csv that the report is drawn from; with
     `texture_maps`, voxelwise BED texture maps under OUT/texture/, listed in metrics.json).
-update(model_dir, patient_dir): the feature table of one patient's fractions so far (only fractions
-    not in the cache are computed) scored by a saved twin: current risk and warning per organ.
+score(model, cohort): every fraction of every patient scored by a saved twin with the feature settings it
+    was trained with (the one scoring path: `update`, the batch script and the Slicer module use it).
+update(model_dir, patient_dir): `score` of one patient's fractions so far (only fractions not in the
+    cache are computed): current risk and warning per organ.
+
+Every long call takes `progress` (COMPASSLib.progress: progress(fraction_done, message), False cancels).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import logging
 from pathlib import Path
 
 from COMPASSLib.errors import FeatureError, InputError
+from COMPASSLib.progress import report, scaled
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +60,30 @@ def feature_settings(settings):
     return FeatureSettings(profile=settings.get("profile") or "full")
 
 
+# risk.csv and the other tables: one precision wherever they are written
+CSV_FLOAT_FORMAT = "%.10g"
+RISK_CSV_COLUMNS = ["patient", "organ", "fraction", "risk", "ci_low", "ci_high", "warning", "top_features",
+                    "threshold"]
+
+
 def _write_csv(path, frame):
     from COMPASSLib.atomic import atomic_path
 
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.10g")
+        frame.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
 
 
 def run(cohort, out_dir, settings=None, progress=None) -> dict:
     """The whole main job; returns the metrics written to OUT/metrics.json."""
-    from COMPASSLib import report
+    from COMPASSLib import report as report_html
     from COMPASSLib.atomic import write_json
     from COMPASSLib.cohort import Cohort
     from COMPASSLib.features.table import extract_cohort
     from COMPASSLib.provenance import record, sha256_file
     from COMPASSLib.twin.evaluate import lopo, metrics as lopo_metrics
     from COMPASSLib.twin.model import CompassTwin
-    from COMPASSLib.twin.persistence import save
     from COMPASSLib.twin.trajectories import labels_frame
 
-    say = progress or (lambda msg: log.info("%s", msg))
     settings = resolve_settings(settings)
     out = Path(out_dir)
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
@@ -85,35 +94,35 @@ def run(cohort, out_dir, settings=None, progress=None) -> dict:
     fs = feature_settings(settings)
     cache = Path(settings["cache_dir"] or out / "cache")
 
-    say(f"features ({fs.profile} profile) for {len(cohort.patients)} patients ...")
+    # shares of the whole job, as measured on the default cohort (features dominate)
+    report(progress, 0.0, f"features ({fs.profile} profile) for {len(cohort.patients)} patients")
     table = extract_cohort(cohort, fs, workers=settings["workers"], scheduler=settings["scheduler"],
-                           cache_dir=cache, progress=progress is not None)
+                           cache_dir=cache, progress=scaled(progress, 0.0, 0.6))
     failures = dict(table.attrs.get("failures") or {})
     if table.empty:
         raise FeatureError("no patient produced features: " + "; ".join(f"{p}: {m}" for p, m in failures.items()))
     _write_csv(out / "features.csv", table)
 
-    say("leave-one-patient-out evaluation ...")
+    report(progress, 0.6, "leave-one-patient-out evaluation")
     result = lopo(table, outcomes, settings["twin"], settings["lkb_column"], settings["dose_column"],
-                  progress=lambda i, n: say(f"  fold {i}/{n}") if progress else None)
+                  progress=scaled(progress, 0.6, 0.85))
     metrics = lopo_metrics(result, n_bootstrap=settings["n_bootstrap"], seed=settings["twin"].get("seed", 0))
 
-    say("final twin on all patients ...")
+    report(progress, 0.85, "final twin on all patients")
     twin = CompassTwin(**settings["twin"]).fit(table, outcomes)
-    save(twin, out / "model", extra={"feature_settings": fs.to_dict(), "cohort": str(cohort.root)})
+    twin.save(out / "model", extra={"feature_settings": fs.to_dict(), "cohort": str(cohort.root)})
+    report(progress, 0.92, "risk after every fraction")
     risk = twin.risk_trajectory(table)
     risk = risk.merge(result.per_fraction[["patient", "organ", "fraction", "risk"]].rename(
         columns={"risk": "lopo_risk"}), on=["patient", "organ", "fraction"], how="left")
-    columns = ["patient", "organ", "fraction", "risk", "ci_low", "ci_high", "warning", "top_features",
-               "threshold", "lopo_risk"]
-    _write_csv(out / "risk.csv", risk[columns])
+    _write_csv(out / "risk.csv", risk[RISK_CSV_COLUMNS + ["lopo_risk"]])
     _write_csv(out / "lopo_risk.csv", result.per_fraction)
     _write_csv(out / "lopo_trajectories.csv", result.trajectories)
 
     if settings["texture_maps"]:
         from COMPASSLib.features.texture_summary import map_settings, write_cohort_maps
 
-        say("texture maps ...")
+        report(progress, 0.94, "texture maps")
         organs = settings["texture_maps"]
         if organs in ("warned", ["warned"]):
             warned = risk[risk["warning"].astype(bool)]
@@ -121,7 +130,8 @@ def run(cohort, out_dir, settings=None, progress=None) -> dict:
         metrics["texture_maps"] = {
             "settings": map_settings(fs), "device": settings["texture_device"],
             "maps": write_cohort_maps(cohort, out, fs, organs, settings["texture_fractions"],
-                                      device=settings["texture_device"], progress=say if progress else None)}
+                                      device=settings["texture_device"],
+                                      progress=scaled(progress, 0.94, 0.99))}
 
     manifest = cohort.root / "cohort.json"
     metrics["provenance"] = record(
@@ -131,9 +141,10 @@ def run(cohort, out_dir, settings=None, progress=None) -> dict:
                 "features": table.attrs.get("inputs", {})},
         feature_failures=failures, outcomes=len(labels_frame(outcomes)))
     write_json(out / "metrics.json", metrics)
-    report.write_report(out)
+    report_html.write_report(out)
     if failures:
         log.warning("patients left out (feature extraction failed): %s", failures)
+    report(progress, 1.0, f"done: {out}")
     return metrics
 
 
@@ -166,26 +177,46 @@ def write_subset(cohort, out_dir, fractions, patients=None) -> Path:
     return Cohort.from_dict(d, root=out_dir).save(Path(out_dir) / "cohort.json")
 
 
-def update(model_dir, patient_dir, cache_dir=None, workers=1):
-    """Risk after each patient's latest fraction per organ (DataFrame: the rows of risk.csv for the
-    latest fraction), and the fractions computed now ({patient: [fractions]})."""
-    import json
-
-    from COMPASSLib.features.settings import FeatureSettings
+def score(model, cohort, out_dir=None, workers: int = 1, cache_dir=None, device=None, progress=None):
+    """Risk after every fraction of every patient/organ the twin knows (DataFrame in the risk.csv columns),
+    from a saved twin (`model`: its folder, or a loaded CompassTwin) with the feature settings it was
+    trained with. With `out_dir`, writes OUT/risk.csv; the feature cache is `cache_dir`, else OUT/cache,
+    else the one beside the model folder (`compass run` filled it). Patients whose features fail are
+    left out and listed in `risk.attrs["failures"]`; `risk.attrs["computed"]` says which fractions were
+    computed now (the others came from the cache)."""
+    from COMPASSLib.cohort import Cohort
     from COMPASSLib.features.table import extract_cohort
     from COMPASSLib.twin.model import CompassTwin
 
-    model_dir = Path(model_dir)
-    twin = CompassTwin.load(model_dir)
-    doc = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    fs = FeatureSettings.from_dict(doc.get("provenance", {}).get("feature_settings") or {"profile": "full"})
-    cohort = load_patients(patient_dir)
-    cache = Path(cache_dir) if cache_dir else model_dir.resolve().parent / "cache"
-    table = extract_cohort(cohort, fs, workers=workers, cache_dir=cache, progress=False, organs=twin.organs_)
-    failures = table.attrs.get("failures") or {}
+    twin = model if isinstance(model, CompassTwin) else CompassTwin.load(model)
+    if device is not None:
+        twin.device = device
+    cohort = cohort if isinstance(cohort, Cohort) else load_patients(cohort)
+    if cache_dir is None:
+        if out_dir is not None:
+            cache_dir = Path(out_dir) / "cache"
+        elif not isinstance(model, CompassTwin):
+            cache_dir = Path(model).resolve().parent / "cache"
+    fs = twin.feature_settings()
+    report(progress, 0.0, f"features ({fs.profile} profile) for {len(cohort.patients)} patients")
+    table = extract_cohort(cohort, fs, workers=workers, cache_dir=cache_dir, organs=twin.organs_,
+                           progress=scaled(progress, 0.0, 0.9))
+    failures = dict(table.attrs.get("failures") or {})
     if table.empty:
         raise FeatureError("no features for " + "; ".join(f"{p}: {m}" for p, m in failures.items()),
-                           file=patient_dir)
-    risk = twin.risk_trajectory(table)
+                           file=cohort.root)
+    report(progress, 0.9, "scoring with the twin")
+    risk = twin.risk_trajectory(table)[RISK_CSV_COLUMNS]
+    risk.attrs.update(failures=failures, computed=dict(table.attrs.get("computed") or {}))
+    if out_dir is not None:
+        _write_csv(Path(out_dir) / "risk.csv", risk)
+    report(progress, 1.0, "scored")
+    return risk
+
+
+def update(model_dir, patient_dir, cache_dir=None, workers=1, progress=None):
+    """Risk after each patient's latest fraction per organ (DataFrame: the rows of risk.csv for the
+    latest fraction), and the fractions computed now ({patient: [fractions]})."""
+    risk = score(model_dir, load_patients(patient_dir), cache_dir=cache_dir, workers=workers, progress=progress)
     latest = risk.groupby(["patient", "organ"], sort=True).tail(1).reset_index(drop=True)
-    return latest, dict(table.attrs.get("computed") or {})
+    return latest, risk.attrs["computed"]

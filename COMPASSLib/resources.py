@@ -80,5 +80,11 @@ def alpha_beta(organ: str, overrides: dict | None = None) -> float:
     return float(table[organ]["alpha_beta_gy"])
 
 
+def is_envelope(organ: str) -> bool:
+    """True for structures that enclose the organs (BODY/External: organs.yaml `envelope: true`): they
+    give the background alpha/beta and never win over an organ's own (dose.alpha_beta_map)."""
+    return bool(organ_table().get(organ, {}).get("envelope", False))
+
+
 def geud_n(organ: str) -> float:
     return float(organ_table()[organ]["geud_n"])

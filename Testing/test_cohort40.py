@@ -31,7 +31,7 @@ def cohort40(tmp_path_factory):
     out = tmp_path_factory.mktemp("cohort40")
     cohort = Cohort.load(generate_cohort(out, patients=40, fractions=5, seed=SEED, size="small",
                                           workers=2))
-    table = extract_cohort(cohort, FeatureSettings(profile="fast"), workers=2, progress=False)
+    table = extract_cohort(cohort, FeatureSettings(profile="fast"), workers=2)
     assert not table.attrs.get("failures"), table.attrs.get("failures")
     return table, cohort.outcomes()
 

@@ -38,7 +38,7 @@ def _variant(small_cohort, tmp_path, edit=None, name="cohort.json") -> Cohort:
 
 @pytest.fixture(scope="module")
 def fast_table(small_cohort):
-    return extract_cohort(small_cohort, FAST, progress=False)
+    return extract_cohort(small_cohort, FAST)
 
 
 def test_table_layout(fast_table, small_cohort):
@@ -66,7 +66,7 @@ def test_one_loader_per_patient_gives_the_per_fraction_ingest_numbers(small_coho
     profile, masks of the scored organs only, extractors built once) is identical, bit for bit, to the
     table from a full, independent `load_fraction` for every fraction (how the table was first built)."""
     from COMPASSLib import ingest
-    from COMPASSLib.features.table import needed_modalities
+    from COMPASSLib.features.fraction import needed_modalities
 
     assert needed_modalities(FAST) == ("pet", "dose", "rtstruct")
     assert needed_modalities(FeatureSettings(profile="full"))[0] == "ct"
@@ -81,7 +81,7 @@ def test_one_loader_per_patient_gives_the_per_fraction_ingest_numbers(small_coho
             return loader(self.cohort, self.patient_id, self.reference).load(k)
 
     monkeypatch.setattr(ingest, "PatientLoader", EveryFractionFromScratch)
-    reference = extract_cohort(small_cohort, FAST, progress=False)
+    reference = extract_cohort(small_cohort, FAST)
     pd.testing.assert_frame_equal(fast_table, reference, check_exact=True)
 
 def _direct_bed_map(cohort, patient, k, organ, alpha_beta, tmp_path):
@@ -109,7 +109,7 @@ def test_dosiomics_equal_pyradiomics_on_exported_bed_map(small_cohort, tmp_path)
     settings = FeatureSettings(radiomics={"dose": TEXTURE}, shape=False, organs=["Heart"])
     cohort = Cohort.load(small_cohort)
     pid = cohort.patient_ids[0]
-    t = extract_cohort(small_cohort, settings, progress=False)
+    t = extract_cohort(small_cohort, settings)
     row = t[(t.patient == pid) & (t.organ == "Heart") & (t.fraction == 3)].iloc[0]
     bed_path, mask_path = _direct_bed_map(cohort, pid, 3, "Heart", 3.0, tmp_path)
     direct = RadiomicsFeatureExtractor(str(resource_path("radiomics", "dose.yaml"))).execute(str(bed_path),
@@ -128,17 +128,17 @@ def test_cached_rerun_after_new_fraction_computes_only_it(small_cohort, tmp_path
 
     cache = tmp_path / "cache"
     partial = _variant(small_cohort, tmp_path, first_two, "partial.json")
-    t2 = extract_cohort(partial, FAST, cache_dir=cache, progress=False)
+    t2 = extract_cohort(partial, FAST, cache_dir=cache)
     assert all(v == [1, 2] for v in t2.attrs["computed"].values())
     full = _variant(small_cohort, tmp_path, None, "full.json")
-    t3 = extract_cohort(full, FAST, cache_dir=cache, progress=False)
+    t3 = extract_cohort(full, FAST, cache_dir=cache)
     assert all(v == [3] for v in t3.attrs["computed"].values())
     pd.testing.assert_frame_equal(t3, fast_table, check_exact=False, rtol=1e-6)
     # a rerun with nothing new computes nothing; other settings do not reuse the cache
-    t4 = extract_cohort(full, FAST, cache_dir=cache, progress=False)
+    t4 = extract_cohort(full, FAST, cache_dir=cache)
     assert all(v == [] for v in t4.attrs["computed"].values())
     other = FeatureSettings(profile="fast", alpha_beta={"Heart": 2.0}, organs=["Heart"])
-    t5 = extract_cohort(full, other, cache_dir=cache, progress=False)
+    t5 = extract_cohort(full, other, cache_dir=cache)
     assert all(v == [1, 2, 3] for v in t5.attrs["computed"].values())
     assert (t5["bed_alpha_beta_gy"] == 2.0).all()
 
@@ -148,7 +148,7 @@ def test_cached_rerun_after_new_fraction_computes_only_it(small_cohort, tmp_path
         c.patients[0].fractions[0].dose = c.patients[0].fractions[1].dose
 
     changed = _variant(small_cohort, tmp_path, new_first_dose, "changed.json")
-    t6 = extract_cohort(changed, other, cache_dir=cache, progress=False)
+    t6 = extract_cohort(changed, other, cache_dir=cache)
     assert t6.attrs["computed"] == {changed.patient_ids[0]: [1, 2, 3]}
 
 
@@ -160,7 +160,7 @@ def test_missing_pet_gives_nan_and_warning(small_cohort, tmp_path):
     cohort = _variant(small_cohort, tmp_path, drop_pet)
     pid = cohort.patient_ids[0]
     with pytest.warns(FeatureWarning, match=f"no PET for patient {pid} fraction 2"):
-        t = extract_cohort(cohort, FeatureSettings(profile="fast", organs=["Esophagus"]), progress=False)
+        t = extract_cohort(cohort, FeatureSettings(profile="fast", organs=["Esophagus"]))
     pet_cols = [c for c in t.columns if c.startswith("pet_")]
     assert len(pet_cols) > 10
     f2 = t[t.fraction == 2]
@@ -193,9 +193,9 @@ def test_dask_local_cluster_and_process_pool_equal_local_run(small_cohort, fast_
     from dask.distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        t = extract_cohort(small_cohort, FAST, scheduler=cluster.scheduler_address, progress=False)
+        t = extract_cohort(small_cohort, FAST, scheduler=cluster.scheduler_address)
     pd.testing.assert_frame_equal(t, fast_table)
-    t = extract_cohort(small_cohort, FAST, workers=2, progress=False)
+    t = extract_cohort(small_cohort, FAST, workers=2)
     pd.testing.assert_frame_equal(t, fast_table)
 
 

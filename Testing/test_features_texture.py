@@ -11,7 +11,8 @@ import SimpleITK as sitk
 from COMPASSLib.cohort import Cohort
 from COMPASSLib.errors import CompassError
 from COMPASSLib.features.settings import FeatureSettings
-from COMPASSLib.features.table import _settings_json, extract_cohort
+from COMPASSLib.features.cache import settings_json as _settings_json
+from COMPASSLib.features.table import extract_cohort
 from COMPASSLib.features.texture_maps import summarise_map, texture_maps
 from COMPASSLib.features.texture_summary import column_names, write_cohort_maps
 from COMPASSLib.pipeline import write_subset
@@ -39,7 +40,7 @@ def test_tex_columns_equal_texture_maps_on_exported_bed_map(small_cohort, tmp_pa
     pid = Cohort.load(small_cohort).patient_ids[0]
     one = write_subset(small_cohort, tmp_path / "one", fractions=2, patients=[pid])
     settings = FeatureSettings(radiomics={}, shape=False, organs=["Heart"], texture=TEX)
-    table = extract_cohort(one, settings, progress=False)
+    table = extract_cohort(one, settings)
     tex = settings.texture_params()
     assert tex["bin_width_gy"] == 2.0 and tex["radius"] == 1          # the dosiomics file's bin width
     assert [c for c in table.columns if c.startswith("tex_")] == column_names(tex)

@@ -309,12 +309,18 @@ def test_chunking_device_and_inputs_untouched():
     threads_before = torch.get_num_threads()
     calls = []
     threaded = texture_maps(dose, organ, ALL, radius=1, bin_width=2.0, chunk_voxels=50, threads=2,
-                            progress=lambda done, total: calls.append((done, total)))
+                            progress=lambda fraction_done, message: calls.append((fraction_done, message)))
     threaded_again = texture_maps(dose, organ, ALL, radius=1, bin_width=2.0, chunk_voxels=50, threads=2)
     assert torch.get_num_threads() == threads_before
     nvox = int(organ.sum())
-    assert [c[1] for c in calls] == [nvox] * len(calls) and len(calls) == 1 + -(-nvox // 50)
-    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[0][0] == 0 and calls[-1][0] == nvox
+    assert len(calls) == 1 + -(-nvox // 50) and calls[-1][1] == f"texture maps: {nvox}/{nvox} voxels"
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[0][0] == 0 and calls[-1][0] == 1.0
+    # the progress protocol: False from the callback cancels the map
+    from COMPASSLib.progress import Cancelled
+
+    with pytest.raises(Cancelled):
+        texture_maps(dose, organ, ALL, radius=1, bin_width=2.0, chunk_voxels=50, threads=2,
+                     progress=lambda fraction_done, message: fraction_done == 0)
     one_thread = texture_maps(dose, organ, ALL, radius=1, bin_width=2.0, chunk_voxels=50, threads=1)
     for k in whole:
         assert np.array_equal(threaded[k], threaded_again[k], equal_nan=True), k

@@ -14,16 +14,18 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from COMPASSLib.commands.run import print_summary, run_settings
     from COMPASSLib.pipeline import run as run_job
+    from COMPASSLib.progress import console
     from COMPASSLib.synth import generate_cohort
 
     out = Path(args.output)
     seed = args.seed if args.seed is not None else 0
     print(f"synthetic cohort: {args.patients} patients x {args.fractions} fractions -> {out / 'cohort'}")
     cohort = generate_cohort(out / "cohort", patients=args.patients, fractions=args.fractions, seed=seed)
-    metrics = run_job(cohort, out / "results", run_settings(args), progress=print)
+    metrics = run_job(cohort, out / "results", run_settings(args), progress=console(sys.stdout))
     print_summary(metrics, out / "results")
     return 1 if metrics["provenance"].get("feature_failures") else 0

@@ -30,6 +30,7 @@ def run(args) -> int:
     from COMPASSLib.errors import InputError
     from COMPASSLib.features.settings import FeatureSettings
     from COMPASSLib.features.table import extract_cohort
+    from COMPASSLib.progress import console
     from COMPASSLib.provenance import record, sha256_file
 
     out = Path(args.output)
@@ -43,7 +44,7 @@ def run(args) -> int:
         settings = FeatureSettings(profile=args.profile or "full")
 
     table = extract_cohort(args.cohort, settings, workers=args.workers, scheduler=args.scheduler,
-                           cache_dir=args.cache, progress=not args.no_progress, clinical=args.clinical)
+                           cache_dir=args.cache, progress=None if args.no_progress else console(), clinical=args.clinical)
     attrs = dict(table.attrs)
     table.attrs.clear()   # pandas would try to serialise attrs into the Parquet metadata
     with atomic_path(out) as tmp:

@@ -72,9 +72,11 @@ def print_summary(metrics, out):
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from COMPASSLib.pipeline import run as run_job
+    from COMPASSLib.progress import console
 
     out = Path(args.output)
     settings = run_settings(args)
@@ -84,6 +86,6 @@ def run(args) -> int:
     for key in ("texture_fractions", "texture_device"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
-    metrics = run_job(args.cohort, out, settings, progress=print)
+    metrics = run_job(args.cohort, out, settings, progress=console(sys.stdout))
     print_summary(metrics, out)
     return 1 if metrics["provenance"].get("feature_failures") else 0

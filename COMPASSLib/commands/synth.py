@@ -17,15 +17,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import sys
-
+    from COMPASSLib.progress import console
     from COMPASSLib.synth import generate_cohort
 
-    def progress(done, total):
-        print(f"\rcompass synth: patient {done}/{total}", end="\n" if done == total else "", file=sys.stderr,
-              flush=True)
-
     path = generate_cohort(args.out, patients=args.patients, fractions=args.fractions, seed=args.seed,
-                           size=args.size, progress=progress)
+                           size=args.size, progress=console())
     print(path)
     return 0

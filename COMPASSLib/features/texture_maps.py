@@ -27,6 +27,7 @@ import numpy as np
 
 from COMPASSLib.allocator import hold_freed_memory
 from COMPASSLib.errors import FeatureError
+from COMPASSLib.geometry import is_image, like
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,8 @@ def parse_features(features) -> list[str]:
     return out
 
 
-def _is_image(x) -> bool:
-    return type(x).__module__.startswith("SimpleITK") and hasattr(x, "GetSpacing")
-
-
 def _as_array(x, what: str) -> np.ndarray:
-    if _is_image(x):
+    if is_image(x):
         import SimpleITK as sitk
 
         return sitk.GetArrayFromImage(x)
@@ -107,8 +104,8 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     geometry when `image` is one. `device` is any torch device ('cpu', 'cuda', 'cuda:1');
     `dtype` the torch float type (float64 by default; float32 is faster and less exact);
     `chunk_voxels` bounds memory (kernel centres per chunk; default from a 256 MiB budget per
-    chunk in flight); `progress(done, total)` is called with 0 before the first chunk and after each
-    chunk (in the calling thread); `threads`: CPU threads working on chunks side by side, each op on
+    chunk in flight); `progress` (COMPASSLib.progress protocol) hears 0 before the first chunk and the
+    share of voxels done after each chunk (in the calling thread), and may cancel; `threads`: CPU threads working on chunks side by side, each op on
     one thread (default: torch's thread count; torch's own setting is left as it was; the maps are
     bitwise the same for any number).
     `voxel_array_shift` is pyradiomics' voxelArrayShift (Energy, TotalEnergy, RootMeanSquared);
@@ -132,7 +129,7 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     if not np.issubdtype(img.dtype, np.number) or not np.isfinite(img[roi]).all():
         raise FeatureError("the image has non-finite or non-numeric values inside the mask")
     if spacing is None:
-        spacing = image.GetSpacing() if _is_image(image) else (1.0, 1.0, 1.0)
+        spacing = image.GetSpacing() if is_image(image) else (1.0, 1.0, 1.0)
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FeatureError("device 'cuda' asked for but torch sees no CUDA device")
@@ -217,8 +214,9 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     workers = max(1, int(threads) if threads is not None else torch.get_num_threads()) if cpu else 1
     bounds = [(a, min(a + chunk_voxels, nvox)) for a in range(0, nvox, chunk_voxels)]
     previous = torch.get_num_threads()
-    if progress is not None:
-        progress(0, nvox)
+    from COMPASSLib.progress import report
+
+    report(progress, 0.0, f"texture maps: 0/{nvox} voxels")
     # freed chunk tensors stay in the heap for the next chunk (see COMPASSLib.allocator)
     with hold_freed_memory():
         try:
@@ -227,19 +225,22 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
             if workers == 1 or len(bounds) == 1:
                 for a, b in bounds:
                     run_chunk(a, b)
-                    if progress is not None:
-                        progress(b, nvox)
+                    report(progress, b / nvox, f"texture maps: {b}/{nvox} voxels")
             else:
                 from concurrent.futures import ThreadPoolExecutor, as_completed
 
                 done = 0
                 with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compass-texture") as pool:
                     futures = {pool.submit(run_chunk, a, b): b - a for a, b in bounds}
-                    for future in as_completed(futures):
-                        future.result()
-                        done += futures[future]
-                        if progress is not None:
-                            progress(done, nvox)
+                    try:
+                        for future in as_completed(futures):
+                            future.result()
+                            done += futures[future]
+                            report(progress, done / nvox, f"texture maps: {done}/{nvox} voxels")
+                    except BaseException:   # a cancel or a failed chunk: drop the chunks not started
+                        for future in futures:
+                            future.cancel()
+                        raise
         finally:
             torch.set_num_threads(previous)
 
@@ -247,7 +248,7 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     for k in keys:
         full = np.full(img.shape, init_value, dtype=np.float64)
         full[zz, yy, xx] = results[k]
-        out[k] = _like(full, image)
+        out[k] = like(full, image)
     return out
 
 
@@ -262,14 +263,6 @@ def _kernel_spans(levels: np.ndarray, roi: np.ndarray, radius: int) -> np.ndarra
     low = ndimage.minimum_filter(np.where(roi, levels, big), size=size, mode="constant", cval=big)
     inner = (slice(radius, -radius),) * 3
     return np.maximum(top[inner] - low[inner], 0)
-
-
-def _like(values: np.ndarray, template):
-    if _is_image(template):
-        from COMPASSLib.geometry import image_like
-
-        return image_like(values, template)
-    return values
 
 
 def summarise_map(feature_map, mask, percentiles=(10, 50, 90)) -> dict:
@@ -305,7 +298,7 @@ def write_maps(maps: dict, out_dir, settings: dict, inputs: dict | None = None) 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for key, im in maps.items():
-        if not _is_image(im):
+        if not is_image(im):
             raise FeatureError(f"map {key} has no geometry (pass SimpleITK images to write it)")
         path = out_dir / map_filename(key)
         with atomic.atomic_path(path) as tmp:

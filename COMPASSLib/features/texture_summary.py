@@ -58,22 +58,23 @@ def write_cohort_maps(cohort, out_dir, feature_settings, organs, fractions=None,
     from COMPASSLib.cohort import Cohort
     from COMPASSLib.errors import CompassError
     from COMPASSLib.features.settings import organs_to_score
+    from COMPASSLib.progress import counted
 
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     tex = map_settings(feature_settings)
     scored = organs_to_score(feature_settings, cohort)
     records = []
-    for pid in cohort.patient_ids:
+    step = counted(progress, len(cohort.patient_ids), "texture maps: {done}/{total} patients")
+    for done, pid in enumerate(cohort.patient_ids, start=1):
         chosen = organs.get(pid, []) if isinstance(organs, dict) else organs
         chosen = scored if chosen in (None, "all", ["all"]) else list(chosen)
-        if not chosen:
-            continue
         try:
-            records += _patient_maps(cohort, pid, Path(out_dir), feature_settings, tex, chosen, fractions, device)
+            if chosen:
+                records += _patient_maps(cohort, pid, Path(out_dir), feature_settings, tex, chosen, fractions,
+                                         device)
         except CompassError as e:
             log.warning("texture maps skipped: %s", e.at(patient=pid))
-        if progress:
-            progress(f"  texture maps of {pid}")
+        step(done)
     return records
 
 
@@ -82,7 +83,7 @@ def _patient_maps(cohort, pid, out_dir, fs, tex, organs, fractions, device) -> l
 
     from COMPASSLib import atomic, dose as dosemod
     from COMPASSLib.atomic import safe_filename
-    from COMPASSLib.features.table import accumulate_bed
+    from COMPASSLib.features.organ_bed import add_fraction
     from COMPASSLib.geometry import image_like
     from COMPASSLib.features.texture_maps import organ_texture_maps, write_maps
     from COMPASSLib.ingest import PatientLoader
@@ -97,8 +98,7 @@ def _patient_maps(cohort, pid, out_dir, fs, tex, organs, fractions, device) -> l
             break
         images = loader.load(k)
         dose_arr = dosemod.checked_dose(images.dose, f"dose of fraction {k}")
-        state = {}
-        accumulate_bed(dose_arr, organs, fs.alpha_beta, prev, state)   # the table's cumulative BED, float32
+        _, state = add_fraction(dose_arr, organs, fs.alpha_beta, prev)   # the table's cumulative BED, float32
         prev = state
         if wanted is not None and k not in wanted:
             continue

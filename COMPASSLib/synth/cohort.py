@@ -8,6 +8,7 @@ from pathlib import Path
 from COMPASSLib.atomic import write_json
 from COMPASSLib.cohort import Cohort, Fraction, Outcome, Patient, write_outcomes
 from COMPASSLib.errors import InputError
+from COMPASSLib.progress import report
 from COMPASSLib.provenance import record
 from COMPASSLib.synth import toxicity
 from COMPASSLib.synth.anatomy import ROI_NAMES, ct_hu, tissue_classes
@@ -57,7 +58,7 @@ def draw_truth(patients: int = 40, fractions: int = 5, seed: int = 0, size: str 
 def generate_cohort(out_dir, patients: int = 8, fractions: int = 5, seed: int = 0, size: str = "full",
                     progress=None, workers: int = 1) -> Path:
     """Write a synthetic thorax cohort (DICOM, outcomes.csv, ground_truth.json, cohort.json) into
-    `out_dir` and return the path of its cohort.json. `progress(done, total)` is called per patient.
+    `out_dir` and return the path of its cohort.json. `progress` (COMPASSLib.progress) hears each patient.
     `workers` > 1 writes patients in that many processes; every patient has its own random streams, so
     the files are the same whatever the number of workers."""
     _validate(patients, fractions, seed, size)
@@ -68,8 +69,7 @@ def generate_cohort(out_dir, patients: int = 8, fractions: int = 5, seed: int = 
         cohort_patients.append(entry)
         outcomes += [Outcome(entry.id, r["organ"], r["grade"], r["onset_fraction"]) for r in rows["organs"]]
         truth.append(rows)
-        if progress:
-            progress(i, int(patients))
+        report(progress, i / int(patients), f"synthetic patient {i}/{int(patients)}")
     settings = {"patients": int(patients), "fractions": int(fractions), "seed": int(seed), "size": size}
     write_outcomes(out / "outcomes.csv", outcomes)
     write_json(out / "ground_truth.json", {

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from COMPASSLib.errors import ModelError
+from COMPASSLib.progress import report
 from COMPASSLib.twin.baselines import MeanDoseLogistic, lkb_ntcp, mean_dose_column
 from COMPASSLib.twin.model import CompassTwin
 from COMPASSLib.twin.trajectories import check_table, labels_frame
@@ -64,8 +65,7 @@ def lopo(table, outcomes, params=None, lkb_column=None, dose_column=None, progre
         risk = risk.merge(test_sorted[["patient", "organ", "fraction", "lkb_ntcp"]].assign(
             mean_dose_risk=md.predict_proba(test_sorted)), on=["patient", "organ", "fraction"])
         frames.append(risk)
-        if progress:
-            progress(i + 1, len(patients))
+        report(progress, (i + 1) / len(patients), f"fold {i + 1}/{len(patients)} (held out {p})")
     per_fraction = pd.concat(frames, ignore_index=True).sort_values(["patient", "organ", "fraction"],
                                                                     ignore_index=True)
     return LopoResult(per_fraction, summarise_trajectories(per_fraction, labels),

@@ -180,16 +180,38 @@ class CompassTwin(BaseEstimator):
         return [k for k in trajectory_keys(table) if k[1] in self.organs_]
 
     # --- persistence --------------------------------------------------------------------------
-    def save(self, path):
-        from COMPASSLib.twin.persistence import save
+    def save(self, path, extra=None):
+        """Write the fitted twin as a model folder (safetensors + JSON, twin.persistence); `extra` goes
+        into its provenance (e.g. the feature settings that made its table)."""
+        from COMPASSLib.twin import persistence
 
-        return save(self, path)
+        self._check_fitted()
+        return persistence.write(path, self.get_params(), self.feature_names_in_, self.parts_, extra)
 
     @classmethod
     def load(cls, path) -> "CompassTwin":
-        from COMPASSLib.twin.persistence import load
+        """A fitted twin from a model folder; its provenance (feature settings, versions) is `provenance_`."""
+        from COMPASSLib.errors import ModelError
+        from COMPASSLib.twin import persistence
 
-        return load(path)
+        stored = persistence.read(path)
+        try:
+            twin = cls(**stored.settings)
+        except TypeError as e:
+            raise ModelError(f"model folder is inconsistent: {e}", file=path) from None
+        twin.feature_names_in_ = np.array(stored.feature_names, dtype=object)
+        twin.n_features_in_ = len(stored.feature_names)
+        twin.parts_ = stored.parts
+        twin.provenance_ = stored.provenance
+        return twin
+
+    def feature_settings(self):
+        """The FeatureSettings the twin's training table was made with (recorded at save time; the full
+        profile for a model saved without them): scoring a new table must use the same."""
+        from COMPASSLib.features.settings import FeatureSettings
+
+        return FeatureSettings.from_dict(getattr(self, "provenance_", {}).get("feature_settings")
+                                         or {"profile": "full"})
 
 
 def _onehot(keys, organs):

@@ -47,7 +47,7 @@ def _ingest_side_by_side(cohort, settings) -> tuple:
     PatientLoader per patient with the profile's modalities and organs (what features.table does)."""
     from COMPASSLib.cohort import Cohort
     from COMPASSLib.features.settings import organs_to_score
-    from COMPASSLib.features.table import needed_modalities
+    from COMPASSLib.features.fraction import needed_modalities
     from COMPASSLib.ingest import PatientLoader, load_fraction
 
     cohort = Cohort.load(cohort)
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         geometry.resample_image = _timed(spent, "resampling", geometry.resample_image)
         geometry.resample_mask = _timed(spent, "resampling", geometry.resample_mask)
         t0 = time.perf_counter()
-        t1_table = table.extract_cohort(cohort, settings, workers=1, progress=False)
+        t1_table = table.extract_cohort(cohort, settings, workers=1)
         wall1 = time.perf_counter() - t0
         timings = t1_table.attrs["timings"]
         n = len(timings)
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
 
         # 2 workers, fresh processes (no timers there), same input, no cache
         t0 = time.perf_counter()
-        t2_table = table.extract_cohort(cohort, settings, workers=2, progress=False)
+        t2_table = table.extract_cohort(cohort, settings, workers=2)
         wall2 = time.perf_counter() - t0
 
     same = _max_rel_difference(t1_table, t2_table)

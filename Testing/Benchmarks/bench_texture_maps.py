@@ -10,7 +10,7 @@ pyradiomics (3.0.1) is timed honestly per voxel: its feature class is built on t
 discretisation and kernels see the whole organ) and then `_calculateFeatures` - the body of its
 own voxel loop - runs on its first batches of voxelBatch=100 kernel centres. Per-voxel time = batch
 time / voxels (its once-per-ROI class set-up, binning included, is left out). COMPASS computes the
-whole map; its per-voxel time is the time of its chunk loop (from progress(0, N) to progress(N, N):
+whole map; its per-voxel time is the time of its chunk loop (from progress(0, ...) to progress(1, ...):
 the once-per-ROI set-up and the conversion of the results to images left out likewise) / ROI
 voxels. Both on one CPU thread. The ratio is per-voxel pyradiomics / COMPASS, printed beside
 issue 6's goal (>= 100x at radius 1, >= 30x at radius 2). "COMPASS map s" is the whole call, and
@@ -96,7 +96,7 @@ def time_pyradiomics(cls_name, image, mask, radius, bin_width, n_voxels, batch=1
 
 def timed_map(image, mask, feats, radius, width, repeats, device="cpu"):
     """(maps, whole-call seconds, compute seconds), best of `repeats`. Compute = from texture_maps'
-    progress(0, N) before its first chunk to progress(N, N) after the last: the per-voxel work,
+    progress(0, ...) before its first chunk to progress(1, ...) after the last: the per-voxel work,
     without the once-per-ROI set-up (discretisation, padding) and the conversion of the results to
     images - the parts left out of pyradiomics' per-voxel time too."""
     import torch
@@ -105,10 +105,10 @@ def timed_map(image, mask, feats, radius, width, repeats, device="cpu"):
     for _ in range(repeats):
         marks = {}
 
-        def progress(done, total):
+        def progress(fraction_done, message):
             if device != "cpu":
                 torch.cuda.synchronize()
-            marks["start" if done == 0 else "end"] = time.perf_counter()
+            marks["start" if fraction_done == 0 else "end"] = time.perf_counter()
 
         t0 = time.perf_counter()
         maps = texture_maps(image, mask, feats, radius=radius, bin_width=width, threads=1, device=device,
