@@ -104,4 +104,4 @@ def test_developer_mode_finds_the_library_beside_the_module(tmp_path):
                           env={"PYTHONPATH": sysconfig.get_paths()["purelib"], "PATH": "/usr/bin:/bin"},
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout
-    assert Path(proc.stdout.strip().splitlines()[-1]) == REPO / "COMPASSLib" / "mrml.py"
+    assert Path(proc.stdout.strip().splitlines()[-1]) == REPO / "COMPASSLib" / "mrml" / "__init__.py"

@@ -271,7 +271,8 @@ def test_cmake_install_tree_imports_library_and_module(tmp_path):
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     lib = prefix / "lib" / "Slicer-5.8" / "qt-scripted-modules"
     for f in ("COMPASS.py", "Resources/UI/COMPASS.ui", "Resources/Icons/COMPASS.png", "Resources/requirements.txt",
-              "COMPASSLib/mrml.py", "COMPASSLib/batch.py", "COMPASSLib/Resources/organs.yaml"):
+              "COMPASSLib/mrml/__init__.py", "COMPASSLib/mrml/texture.py", "COMPASSLib/batch.py",
+              "COMPASSLib/Resources/organs.yaml"):
         assert (lib / f).is_file(), f
     assert sorted(p.name for p in lib.glob("*.py")) == ["COMPASS.py"]
     code = ("import importlib.util\n"
@@ -284,7 +285,7 @@ def test_cmake_install_tree_imports_library_and_module(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     mrml_file, resources = proc.stdout.strip().splitlines()[-2:]
-    assert Path(mrml_file) == lib / "COMPASSLib" / "mrml.py"
+    assert Path(mrml_file) == lib / "COMPASSLib" / "mrml" / "__init__.py"
     assert Path(resources) == lib / "COMPASSLib" / "Resources"
 
 

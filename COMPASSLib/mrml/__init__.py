@@ -1,0 +1,47 @@
+"""The MRML bridge: puts COMPASS images and results into a 3D Slicer scene.
+
+Everything the Slicer module does with the scene lives in this package, so it runs the same in the full
+application, in `Slicer --no-main-window` batch mode and under plain Python with the `slicer-core`
+wheel (real MRML, no Qt, no `slicer.app`). `slicer` is imported lazily: importing COMPASSLib never
+needs Slicer.
+
+Geometry: COMPASSLib images are SimpleITK images in LPS (DICOM patient coordinates); Slicer's world is
+RAS. The one conversion in the project is here (`coordinates`): RAS = diag(-1, -1, 1) * LPS, applied to
+the direction cosines and the origin; voxel order and spacing are unchanged.
+
+Long functions take `progress` (COMPASSLib.progress: `progress(fraction_done, message)`, False cancels).
+
+Modules, each importing only those above it:
+    scene        the lazy `slicer` import, module logics per scene, new/release/current scene, node lookup
+    bundle       save and load the scene as a Medical Reality Bundle (.mrb)
+    coordinates  LPS <-> RAS geometry of images and volume nodes
+    nodes        volume, segmentation and Sequence nodes, organ colours, COMPASS.* node attributes
+    risk         risk.csv as a table node and a plot chart of risk over fractions
+    patient      a patient's fraction series in the subject hierarchy, BED/EQD2 maps, provenance node,
+                 `load_patient`
+    texture      dose-texture overlays (colour table, legend, slice-view foreground)
+The names below are the public API (`from COMPASSLib import mrml; mrml.load_patient(...)`).
+"""
+from __future__ import annotations
+
+from COMPASSLib.mrml.bundle import load_scene, save_scene
+from COMPASSLib.mrml.coordinates import LPS_TO_RAS, ijk_to_ras, node_ijk_to_ras, volume_to_image
+from COMPASSLib.mrml.nodes import (ATTRIBUTE_PREFIX, ORGAN_COLOURS, add_segmentation, add_sequence, add_volume,
+                                   organ_colour, segment_array)
+from COMPASSLib.mrml.patient import (MODALITIES, PatientNodes, add_dose_maps, add_fraction_series, add_provenance,
+                                     load_patient, read_fractions)
+from COMPASSLib.mrml.risk import RISK_COLUMNS, add_risk_plot, add_risk_table, read_risk, show_plot
+from COMPASSLib.mrml.scene import get_scene, has_app, module_logics, new_scene, nodes_by_class, release_scene
+from COMPASSLib.mrml.texture import (add_texture_files, add_texture_maps, add_texture_overlay, show_overlay,
+                                     texture_colour_table)
+from COMPASSLib.progress import Cancelled, report, scaled
+
+__all__ = [
+    "ATTRIBUTE_PREFIX", "Cancelled", "LPS_TO_RAS", "MODALITIES", "ORGAN_COLOURS", "PatientNodes", "RISK_COLUMNS",
+    "add_dose_maps", "add_fraction_series", "add_provenance", "add_risk_plot", "add_risk_table",
+    "add_segmentation", "add_sequence", "add_texture_files", "add_texture_maps", "add_texture_overlay",
+    "add_volume", "get_scene", "has_app", "ijk_to_ras", "load_patient", "load_scene", "module_logics",
+    "new_scene", "node_ijk_to_ras", "nodes_by_class", "organ_colour", "read_fractions", "read_risk",
+    "release_scene", "report", "save_scene", "scaled", "segment_array", "show_overlay", "show_plot",
+    "texture_colour_table", "volume_to_image",
+]
