@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -188,9 +189,28 @@ def firstorder(values, levels, inside, wanted, *, ranks, rank_values, voxel_arra
     formulas as pyradiomics' firstorder.py in voxel-based mode (NaN-masked kernels, entropy on
     discretised levels)."""
     wanted = set(wanted)
+    n = inside.sum(-1)
+    out = _firstorder_moments(values, inside, n, wanted, voxel_array_shift=voxel_array_shift,
+                              voxel_volume=voxel_volume)
+    if _FIRSTORDER_HISTOGRAM & wanted:
+        out.update(_firstorder_histogram(levels, inside, n, wanted, values.dtype))
+    if _FIRSTORDER_SORTED & wanted:
+        out.update(_firstorder_order_statistics(values, inside, n, wanted, ranks=ranks,
+                                                rank_values=rank_values))
+    return out
+
+
+# First-order features from each kernel's grey-level histogram, and from its sorted values.
+_FIRSTORDER_HISTOGRAM = frozenset({"Entropy", "Uniformity"})
+_FIRSTORDER_SORTED = frozenset({"Minimum", "Maximum", "Range", "10Percentile", "90Percentile", "Median",
+                                "InterquartileRange", "RobustMeanAbsoluteDeviation"})
+
+
+def _firstorder_moments(values, inside, n, wanted, *, voxel_array_shift, voxel_volume) -> dict:
+    """Mean, the energies and the central-moment features (those in `wanted`) of each kernel's
+    `n` ROI values."""
     dtype = values.dtype
     zero = torch.zeros((), dtype=dtype, device=values.device)
-    n = inside.sum(-1)
     nf = n.to(dtype)
     out = {}
     mean = torch.where(inside, values, zero).sum(-1) / nf
@@ -218,53 +238,61 @@ def firstorder(values, levels, inside, wanted, *, ranks, rank_values, voxel_arra
             out["Kurtosis"] = ((dev2 * dev2).sum(-1) / nf) / flat_safe ** 2.0
         if "MeanAbsoluteDeviation" in wanted:
             out["MeanAbsoluteDeviation"] = dev.abs().sum(-1) / nf
-    need_sorted = {"Minimum", "Maximum", "Range", "10Percentile", "90Percentile", "Median",
-                   "InterquartileRange", "RobustMeanAbsoluteDeviation"} & wanted
-    need_counts = {"Entropy", "Uniformity"} & wanted
-    if not (need_sorted or need_counts):
-        return out
-    if need_counts:
-        # grey-level histogram of each kernel over its own span (level - kernel minimum: one
-        # scatter; voxels outside the ROI clamp to 0 with weight 0)
-        lmin = torch.where(inside, levels, torch.iinfo(levels.dtype).max).min(-1).values
-        local = (levels - lmin.unsqueeze(-1)).clamp_(min=0)
-        span = int(torch.where(inside, local, 0).max().item()) if local.numel() else 0
-        counts = torch.zeros(local.shape[:-1] + (span + 1,), dtype=torch.int64, device=levels.device)
-        counts.scatter_add_(-1, local, inside.to(torch.int64))
-        if "Entropy" in wanted:
-            out["Entropy"] = _entropy_of_counts(counts, n, levels.shape[-1], dtype)
-        if "Uniformity" in wanted:
-            p = counts.to(dtype) / nf.unsqueeze(-1)
-            out["Uniformity"] = (p * p).sum(-1)
-    if need_sorted:
-        # one sort of the values' ROI-wide ranks (int32 sorts faster than float64), values looked up
-        sr = torch.sort(torch.where(inside, ranks, torch.iinfo(torch.int32).max), dim=-1).values
-        sr = sr.clamp_(max=len(rank_values) - 1).to(torch.int64)   # entries past n are never read
-        sv = rank_values.index_select(0, sr.reshape(-1)).reshape(sr.shape)
-        vmin = sv[..., 0]
-        vmax = torch.gather(sv, -1, (n - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        if "Minimum" in wanted:
-            out["Minimum"] = vmin
-        if "Maximum" in wanted:
-            out["Maximum"] = vmax
-        if "Range" in wanted:
-            out["Range"] = vmax - vmin
-        qs = (10, 25, 50, 75, 90)
-        pct = dict(zip(qs, _percentiles(sv, n, qs).unbind(-1)))
-        if "10Percentile" in wanted:
-            out["10Percentile"] = pct[10]
-        if "90Percentile" in wanted:
-            out["90Percentile"] = pct[90]
-        if "Median" in wanted:
-            out["Median"] = pct[50]
-        if "InterquartileRange" in wanted:
-            out["InterquartileRange"] = pct[75] - pct[25]
-        if "RobustMeanAbsoluteDeviation" in wanted:
-            keep = inside & (values >= pct[10].unsqueeze(-1)) & (values <= pct[90].unsqueeze(-1))
-            nk = keep.sum(-1).to(dtype)
-            m = torch.where(keep, values, zero).sum(-1) / nk
-            out["RobustMeanAbsoluteDeviation"] = torch.where(
-                keep, (values - m.unsqueeze(-1)).abs(), zero).sum(-1) / nk
+    return out
+
+
+def _firstorder_histogram(levels, inside, n, wanted, dtype) -> dict:
+    """Entropy and Uniformity (those in `wanted`) of each kernel's grey levels."""
+    out = {}
+    # grey-level histogram of each kernel over its own span (level - kernel minimum: one
+    # scatter; voxels outside the ROI clamp to 0 with weight 0)
+    lmin = torch.where(inside, levels, torch.iinfo(levels.dtype).max).min(-1).values
+    local = (levels - lmin.unsqueeze(-1)).clamp_(min=0)
+    span = int(torch.where(inside, local, 0).max().item()) if local.numel() else 0
+    counts = torch.zeros(local.shape[:-1] + (span + 1,), dtype=torch.int64, device=levels.device)
+    counts.scatter_add_(-1, local, inside.to(torch.int64))
+    if "Entropy" in wanted:
+        out["Entropy"] = _entropy_of_counts(counts, n, levels.shape[-1], dtype)
+    if "Uniformity" in wanted:
+        p = counts.to(dtype) / n.to(dtype).unsqueeze(-1)
+        out["Uniformity"] = (p * p).sum(-1)
+    return out
+
+
+def _firstorder_order_statistics(values, inside, n, wanted, *, ranks, rank_values) -> dict:
+    """Minimum, maximum, range, percentiles and the robust mean absolute deviation (those in
+    `wanted`) of each kernel's `n` ROI values."""
+    dtype = values.dtype
+    zero = torch.zeros((), dtype=dtype, device=values.device)
+    out = {}
+    # one sort of the values' ROI-wide ranks (int32 sorts faster than float64), values looked up
+    sr = torch.sort(torch.where(inside, ranks, torch.iinfo(torch.int32).max), dim=-1).values
+    sr = sr.clamp_(max=len(rank_values) - 1).to(torch.int64)   # entries past n are never read
+    sv = rank_values.index_select(0, sr.reshape(-1)).reshape(sr.shape)
+    vmin = sv[..., 0]
+    vmax = torch.gather(sv, -1, (n - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    if "Minimum" in wanted:
+        out["Minimum"] = vmin
+    if "Maximum" in wanted:
+        out["Maximum"] = vmax
+    if "Range" in wanted:
+        out["Range"] = vmax - vmin
+    qs = (10, 25, 50, 75, 90)
+    pct = dict(zip(qs, _percentiles(sv, n, qs).unbind(-1)))
+    if "10Percentile" in wanted:
+        out["10Percentile"] = pct[10]
+    if "90Percentile" in wanted:
+        out["90Percentile"] = pct[90]
+    if "Median" in wanted:
+        out["Median"] = pct[50]
+    if "InterquartileRange" in wanted:
+        out["InterquartileRange"] = pct[75] - pct[25]
+    if "RobustMeanAbsoluteDeviation" in wanted:
+        keep = inside & (values >= pct[10].unsqueeze(-1)) & (values <= pct[90].unsqueeze(-1))
+        nk = keep.sum(-1).to(dtype)
+        m = torch.where(keep, values, zero).sum(-1) / nk
+        out["RobustMeanAbsoluteDeviation"] = torch.where(
+            keep, (values - m.unsqueeze(-1)).abs(), zero).sum(-1) / nk
     return out
 
 
@@ -316,113 +344,169 @@ def _glcm_directions(levels, inside, first, second, wanted, *, ng_max: int, dtyp
     ({name: (V, directions)}, directions-with-pairs mask (V, directions)). `local` (V, S): level of
     each kernel voxel minus the kernel's lowest (needed for Imc1, Imc2 and MCC); `lmin` (V,)
     the kernel's lowest level and `span` the largest highest-minus-lowest level of the chunk."""
+    pairs = _gather_pairs(levels, inside, first, second, local)
+    nf = pairs.n.to(dtype).clamp(min=1)
+    out = {}
+    span = int(span)
+    P = first.shape[1]
+    if _MOMENT_FEATURES & set(wanted):
+        out.update(_moment_features(pairs.li, pairs.lj, pairs.okc, pairs.n, nf, lmin, span, P, wanted,
+                                    ng_max=ng_max, dtype=dtype))
+    # MCC's eigen-solves compiled on the CPU (see _glcm_cpu), else LAPACK through torch
+    compiled_mcc = "MCC" in wanted and _compiled_mcc(levels.device, dtype)
+    cell_wanted = _cells_wanted(wanted, P, compiled_mcc)
+    cells = {}
+    if cell_wanted:
+        cells = _joint_cells(pairs, lmin, span, P, cell_wanted, ng_max=ng_max, dtype=dtype)
+        out.update({name: v for name, v in cells.items() if name in wanted})
+    if {"Imc1", "Imc2", "MCC"} & set(wanted):
+        out.update(_marginal_features(pairs, nf, span, P, cells, wanted, compiled_mcc=compiled_mcc,
+                                      dtype=dtype))
+    return out, pairs.n > 0
+
+
+class _Pairs(NamedTuple):
+    """The one-way pairs of one direction group, (V, directions, P) each: grey levels of the first
+    and second ends, the same minus the kernel's lowest level (None without `local`), both ends in
+    the ROI (bool and as 0/1 int64); and the pairs per direction n (V, directions)."""
+    li: torch.Tensor
+    lj: torch.Tensor
+    la: torch.Tensor | None
+    lb: torch.Tensor | None
+    ok: torch.Tensor
+    okc: torch.Tensor
+    n: torch.Tensor
+
+
+def _gather_pairs(levels, inside, first, second, local) -> _Pairs:
+    """The pairs (first[d, q], second[d, q]) of kernel positions of each direction d, gathered from
+    the kernels' levels, ROI flags and (if given) local levels."""
     V = levels.shape[0]
     shape = (V,) + tuple(first.shape)
     li = levels.index_select(1, first.reshape(-1)).reshape(shape)     # (V, directions, P)
     lj = levels.index_select(1, second.reshape(-1)).reshape(shape)
     ok = (inside.index_select(1, first.reshape(-1)) & inside.index_select(1, second.reshape(-1))).reshape(shape)
     n = ok.sum(-1)                                          # one-way pairs per direction
-    angle_ok = n > 0
-    nf = n.to(dtype).clamp(min=1)
-    out = {}
-    span = int(span)
-    P = first.shape[1]
-    okc = ok.to(torch.int64)
-    if _MOMENT_FEATURES & set(wanted):
-        out.update(_moment_features(li, lj, okc, n, nf, lmin, span, P, wanted, ng_max=ng_max, dtype=dtype))
-
-    sentinel = int(torch.iinfo(torch.int64).max)
-    base = ng_max + 1
-    marginal_names = {"Imc1", "Imc2", "MCC"} & set(wanted)
-    cell_wanted = {"JointEnergy", "JointEntropy", "MaximumProbability"} & set(wanted)
-    if marginal_names and ("Imc1" in wanted or "Imc2" in wanted):
-        cell_wanted.add("JointEntropy")                                  # HXY
-    # MCC's eigen-solves compiled on the CPU (see _glcm_cpu), else LAPACK through torch
-    compiled_mcc = "MCC" in wanted and _compiled_mcc(levels.device, dtype)
-    if "MCC" in wanted and (cell_wanted or (P <= 32 and not compiled_mcc)):
-        # the distinct cells also tell which pair graphs have MCC = 1 (see below): free when the
-        # cells are counted anyway, worth counting them for the few pairs of small kernels when
-        # the solves are LAPACK calls
-        cell_wanted.add("graph")
     la = lb = None
     if local is not None:
         # pair ends as level - kernel minimum (the marginals; the compiled joint cells)
         la = local.index_select(1, first.reshape(-1)).reshape(shape)
         lb = local.index_select(1, second.reshape(-1)).reshape(shape)
-    if cell_wanted:
-        if (span + 1) ** 2 <= min(3 * P, _DENSE_CELLS):
-            cells = _joint_cells_dense(li, lj, okc, n, lmin, span, cell_wanted, dtype)
-        elif _compiled_cells(levels.device, span):
-            counts, diag = _glcm_cpu.distinct_cells(la.reshape(-1, P).numpy(), lb.reshape(-1, P).numpy(),
-                                                    ok.reshape(-1, P).numpy(), span + 1)
-            cells = _joint_cell_features(torch.from_numpy(counts).reshape(shape[:-1] + (-1,)),
-                                         torch.from_numpy(diag).reshape(shape[:-1] + (-1,)), n, P,
-                                         cell_wanted, dtype)
-        else:
-            cells = _joint_cells_one_way(li, lj, ok, n, base, sentinel, cell_wanted, dtype)
-        out.update({name: v for name, v in cells.items() if name in wanted})
-    if marginal_names:
-        total = 2 * nf                                                    # sum of the symmetric GLCM
-        # Marginal count of a level = the pair ends (both ends of every one-way pair) at that level.
-        nloc = int(span) + 1
-        counts = torch.zeros(shape[:-1] + (nloc,), dtype=torch.int64, device=levels.device)
-        counts.scatter_add_(-1, la, okc).scatter_add_(-1, lb, okc)
-        present = counts > 0
-        nlev = present.sum(-1)                                            # levels L present
-        if "Imc1" in wanted or "Imc2" in wanted:
-            hxy = cells["JointEntropy"]
-            hx = _entropy_of_counts(counts, 2 * n, 2 * P, dtype)
-            # Both joint entropies of the marginals follow from HX = -sum px log2(px + eps), with
-            # log2(u + eps) = log2(u) + eps / (u ln 2) to within (eps / u)^2 (u >= 1 / (2 pairs)^2):
-            # HXY1 = -sum_ij p_ij log2(px_i px_j + eps) = 2 HX + 2 L eps / ln 2 - eps / ln 2 sum_ij
-            # p_ij / (px_i px_j), the last term < 1e-13 (left out); HXY2 = -sum_ij px_i px_j
-            # log2(px_i px_j + eps) = 2 HX + (2 L - L^2) eps / ln 2 (sum px = 1).
-            l_eps = nlev.to(dtype) * (EPS / math.log(2))
-            two_hx = 2 * hx + 2 * l_eps
-        if "Imc1" in wanted:
-            hxy1 = two_hx
-            div = hx  # max(HX, HY) with HX == HY for a symmetric matrix
-            # one level: HXY = HXY1 = HX = -log2(1 + eps) in pyradiomics, 0 / HX = 0 (the left-out
-            # term is not negligible against that tiny HX)
-            imc1 = torch.where((div != 0) & (nlev > 1),
-                               (hxy - hxy1) / torch.where(div != 0, div, torch.ones_like(div)),
-                               torch.zeros_like(div))
-            out["Imc1"] = imc1
-        if "Imc2" in wanted:
-            hxy2 = two_hx - l_eps * nlev.to(dtype)
-            val = 1 - torch.exp(-2 * (hxy2 - hxy))
-            # pyradiomics: (1 - e^..)^0.5, NaN when negative, and 0 where HXY2 == HXY. HXY2 == HXY
-            # means independent rows and columns (zero mutual information), which small kernels
-            # hit exactly with simple counts; HXY2 comes here from HX, not from pyradiomics' sum,
-            # so "equal" is taken to a few ulps, not bitwise.
-            same = (hxy2 - hxy).abs() <= _SAME_ENTROPY_ULPS * EPS * hxy.abs().clamp(min=1)
-            imc2 = torch.where(val < 0, torch.full_like(val, float("nan")), torch.sqrt(val.clamp(min=0)))
-            imc2 = torch.where(same, torch.zeros_like(imc2), imc2)
-            out["Imc2"] = imc2
-        if "MCC" in wanted:
-            unit = None
-            if "graph" in cell_wanted:
-                # Graph of the levels joined by the pairs: disconnected (1 is a double eigenvalue of
-                # T) or bipartite (-1 is one) gives MCC = 1. Counting rules that need no search:
-                # fewer distinct edges than levels - 1 cannot connect; a loop-free graph with
-                # levels - 1 edges is a tree (bipartite) or disconnected.
-                off, loops = cells["graph"]
-                unit = (off < nlev - 1) | ((loops == 0) & (off <= nlev - 1))
-            if compiled_mcc:
-                # compiled eigen-solves, one loop over this group's matrices (see _glcm_cpu)
-                if unit is None:
-                    unit = torch.zeros_like(nlev, dtype=torch.bool)
-                out["MCC"] = torch.from_numpy(_glcm_cpu.mcc(
-                    la.reshape(-1, P).numpy(), lb.reshape(-1, P).numpy(), ok.reshape(-1, P).numpy(),
-                    nlev.reshape(-1).numpy(), unit.reshape(-1).numpy(), nloc)).reshape(nlev.shape)
-            else:
-                # matrices over the levels present in each direction: renumber the kernel's levels
-                compact = (torch.cumsum(present, -1) - 1).clamp_(min=0)   # (ends of no pair: weight 0)
-                ca = torch.gather(compact, -1, la)
-                cb = torch.gather(compact, -1, lb)
-                # solved once for all direction groups by glcm (fewer, larger LAPACK batches)
-                out["MCC"] = (ca, cb, ok, nlev, total, unit)
-    return out, angle_ok
+    return _Pairs(li, lj, la, lb, ok, ok.to(torch.int64), n)
+
+
+def _cells_wanted(wanted, P: int, compiled_mcc: bool) -> set:
+    """What to take from the distinct cells (joint-cell features; "graph" for MCC) for `wanted`."""
+    cell_wanted = {"JointEnergy", "JointEntropy", "MaximumProbability"} & set(wanted)
+    if "Imc1" in wanted or "Imc2" in wanted:
+        cell_wanted.add("JointEntropy")                                  # HXY
+    if "MCC" in wanted and (cell_wanted or (P <= 32 and not compiled_mcc)):
+        # the distinct cells also tell which pair graphs have MCC = 1 (see _mcc_of_directions): free
+        # when the cells are counted anyway, worth counting them for the few pairs of small kernels
+        # when the solves are LAPACK calls
+        cell_wanted.add("graph")
+    return cell_wanted
+
+
+def _joint_cells(pairs: _Pairs, lmin, span: int, P: int, cell_wanted, *, ng_max: int, dtype) -> dict:
+    """The joint-cell features `cell_wanted` of each direction (_joint_cell_features): from a dense
+    histogram for kernels spanning few levels, else from the distinct cells counted by the compiled
+    CPU loop, else from a sort of the pair codes."""
+    if (span + 1) ** 2 <= min(3 * P, _DENSE_CELLS):
+        return _joint_cells_dense(pairs.li, pairs.lj, pairs.okc, pairs.n, lmin, span, cell_wanted, dtype)
+    if _compiled_cells(pairs.li.device, span):
+        lead = pairs.li.shape[:-1]
+        counts, diag = _glcm_cpu.distinct_cells(pairs.la.reshape(-1, P).numpy(),
+                                                pairs.lb.reshape(-1, P).numpy(),
+                                                pairs.ok.reshape(-1, P).numpy(), span + 1)
+        return _joint_cell_features(torch.from_numpy(counts).reshape(lead + (-1,)),
+                                    torch.from_numpy(diag).reshape(lead + (-1,)), pairs.n, P,
+                                    cell_wanted, dtype)
+    sentinel = int(torch.iinfo(torch.int64).max)
+    return _joint_cells_one_way(pairs.li, pairs.lj, pairs.ok, pairs.n, ng_max + 1, sentinel, cell_wanted,
+                                dtype)
+
+
+def _marginal_features(pairs: _Pairs, nf, span: int, P: int, cells: dict, wanted, *, compiled_mcc: bool,
+                       dtype) -> dict:
+    """Imc1, Imc2 and MCC of each direction (those in `wanted`) from the marginal counts, with
+    the joint-cell results `cells` (HXY; the pair graph)."""
+    total = 2 * nf                                                    # sum of the symmetric GLCM
+    # Marginal count of a level = the pair ends (both ends of every one-way pair) at that level.
+    nloc = span + 1
+    counts = torch.zeros(pairs.la.shape[:-1] + (nloc,), dtype=torch.int64, device=pairs.la.device)
+    counts.scatter_add_(-1, pairs.la, pairs.okc).scatter_add_(-1, pairs.lb, pairs.okc)
+    present = counts > 0
+    nlev = present.sum(-1)                                            # levels L present
+    out = {}
+    if "Imc1" in wanted or "Imc2" in wanted:
+        out.update(_imc_features(counts, pairs.n, nlev, cells["JointEntropy"], P, wanted, dtype))
+    if "MCC" in wanted:
+        out["MCC"] = _mcc_of_directions(pairs, present, nlev, total, cells.get("graph"), nloc, P,
+                                        compiled=compiled_mcc)
+    return out
+
+
+def _imc_features(counts, n, nlev, hxy, P: int, wanted, dtype) -> dict:
+    """Imc1 and Imc2 (those in `wanted`) from the marginal counts (`nlev` levels present, 2 n pair
+    ends) and the joint entropy HXY."""
+    out = {}
+    hx = _entropy_of_counts(counts, 2 * n, 2 * P, dtype)
+    # Both joint entropies of the marginals follow from HX = -sum px log2(px + eps), with
+    # log2(u + eps) = log2(u) + eps / (u ln 2) to within (eps / u)^2 (u >= 1 / (2 pairs)^2):
+    # HXY1 = -sum_ij p_ij log2(px_i px_j + eps) = 2 HX + 2 L eps / ln 2 - eps / ln 2 sum_ij
+    # p_ij / (px_i px_j), the last term < 1e-13 (left out); HXY2 = -sum_ij px_i px_j
+    # log2(px_i px_j + eps) = 2 HX + (2 L - L^2) eps / ln 2 (sum px = 1).
+    l_eps = nlev.to(dtype) * (EPS / math.log(2))
+    two_hx = 2 * hx + 2 * l_eps
+    if "Imc1" in wanted:
+        hxy1 = two_hx
+        div = hx  # max(HX, HY) with HX == HY for a symmetric matrix
+        # one level: HXY = HXY1 = HX = -log2(1 + eps) in pyradiomics, 0 / HX = 0 (the left-out
+        # term is not negligible against that tiny HX)
+        imc1 = torch.where((div != 0) & (nlev > 1),
+                           (hxy - hxy1) / torch.where(div != 0, div, torch.ones_like(div)),
+                           torch.zeros_like(div))
+        out["Imc1"] = imc1
+    if "Imc2" in wanted:
+        hxy2 = two_hx - l_eps * nlev.to(dtype)
+        val = 1 - torch.exp(-2 * (hxy2 - hxy))
+        # pyradiomics: (1 - e^..)^0.5, NaN when negative, and 0 where HXY2 == HXY. HXY2 == HXY
+        # means independent rows and columns (zero mutual information), which small kernels
+        # hit exactly with simple counts; HXY2 comes here from HX, not from pyradiomics' sum,
+        # so "equal" is taken to a few ulps, not bitwise.
+        same = (hxy2 - hxy).abs() <= _SAME_ENTROPY_ULPS * EPS * hxy.abs().clamp(min=1)
+        imc2 = torch.where(val < 0, torch.full_like(val, float("nan")), torch.sqrt(val.clamp(min=0)))
+        imc2 = torch.where(same, torch.zeros_like(imc2), imc2)
+        out["Imc2"] = imc2
+    return out
+
+
+def _mcc_of_directions(pairs: _Pairs, present, nlev, total, graph, nloc: int, P: int, *, compiled: bool):
+    """MCC of each direction: (V, directions) from the compiled CPU solves, else the inputs of
+    _second_eigen_sqrt (ca, cb, ok, nlev, total, unit), solved once for all direction groups by
+    glcm. `graph`: the distinct (edges, loops) of the pair graph, or None."""
+    unit = None
+    if graph is not None:
+        # Graph of the levels joined by the pairs: disconnected (1 is a double eigenvalue of
+        # T) or bipartite (-1 is one) gives MCC = 1. Counting rules that need no search:
+        # fewer distinct edges than levels - 1 cannot connect; a loop-free graph with
+        # levels - 1 edges is a tree (bipartite) or disconnected.
+        off, loops = graph
+        unit = (off < nlev - 1) | ((loops == 0) & (off <= nlev - 1))
+    if compiled:
+        # compiled eigen-solves, one loop over this group's matrices (see _glcm_cpu)
+        if unit is None:
+            unit = torch.zeros_like(nlev, dtype=torch.bool)
+        return torch.from_numpy(_glcm_cpu.mcc(
+            pairs.la.reshape(-1, P).numpy(), pairs.lb.reshape(-1, P).numpy(), pairs.ok.reshape(-1, P).numpy(),
+            nlev.reshape(-1).numpy(), unit.reshape(-1).numpy(), nloc)).reshape(nlev.shape)
+    # matrices over the levels present in each direction: renumber the kernel's levels
+    compact = (torch.cumsum(present, -1) - 1).clamp_(min=0)   # (ends of no pair: weight 0)
+    ca = torch.gather(compact, -1, pairs.la)
+    cb = torch.gather(compact, -1, pairs.lb)
+    # solved once for all direction groups by glcm (fewer, larger LAPACK batches)
+    return (ca, cb, pairs.ok, nlev, total, unit)
 
 
 def _compiled_mcc(device, dtype) -> bool:
@@ -624,7 +708,7 @@ def _second_eigen_sqrt(row_local, col_local, valid, nlev, total, dtype, unit=Non
     n = nlev.reshape(-1)
     out = torch.zeros(n.shape[0], dtype=dtype, device=n.device)     # one level: 0
     if unit is not None:
-        # second eigenvalue +-1 known from the pair graph (see _glcm_directions): nothing to solve
+        # second eigenvalue +-1 known from the pair graph (see _mcc_of_directions): nothing to solve
         unit = unit.reshape(-1)
         out[unit] = 1
         n = torch.where(unit, torch.ones_like(n), n)

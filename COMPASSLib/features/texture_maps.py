@@ -21,13 +21,18 @@ ROI (Testing/Benchmarks/bench_texture_maps.py, docs/texture_maps.md).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from COMPASSLib.allocator import hold_freed_memory
 from COMPASSLib.errors import FeatureError
 from COMPASSLib.geometry import is_image, like
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +117,39 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     `spacing` (x, y, z mm) for TotalEnergy with numpy input (taken from the image otherwise)."""
     import torch
 
-    from COMPASSLib.features import _texture_torch as tt
-
     dtype = torch.float64 if dtype is None else dtype
     keys = parse_features(features)
+    img, roi = _checked_arrays(image, mask, radius, bin_width)
+    if spacing is None:
+        spacing = image.GetSpacing() if is_image(image) else (1.0, 1.0, 1.0)
+    device = _checked_device(device)
+
+    box = _roi_box(img, roi, radius, bin_width, by_span=any(k.startswith("glcm:") for k in keys))
+    inputs = _on_device(box, radius, device, dtype)
+    wanted = {c: [k.split(":", 1)[1] for k in keys if k.startswith(c + ":")] for c in CLASSES}
+    voxel_volume = float(np.prod(spacing))
+    nvox = len(box.centres)
+    results = {k: np.empty(nvox, dtype=np.float64) for k in keys}
+
+    def run_chunk(start: int, stop: int) -> None:
+        with torch.no_grad():                                   # grad mode is per thread
+            chunk = _chunk_features(inputs, start, stop, wanted, voxel_array_shift=voxel_array_shift,
+                                    voxel_volume=voxel_volume)
+            for k in keys:
+                results[k][start:stop] = chunk[k].to(torch.float64).cpu().numpy()
+
+    step = _chunk_size(chunk_voxels, radius)
+    bounds = [(a, min(a + step, nvox)) for a in range(0, nvox, step)]
+    _run_chunks(run_chunk, bounds, nvox, workers=_worker_count(device, threads),
+                cpu=device.type == "cpu", progress=progress)
+    return _assembled_maps(results, box.coords, img.shape, init_value, image)
+
+
+# --------------------------------------------------------------------------- steps of texture_maps
+
+def _checked_arrays(image, mask, radius, bin_width):
+    """(image array, ROI bool array) after checking the kernel radius, the bin width and the arrays
+    (3D, one shape, a non-empty ROI, finite numbers inside it); FeatureError otherwise."""
     if not isinstance(radius, (int, np.integer)) or radius < 1:
         raise FeatureError(f"kernel radius must be a whole number of voxels >= 1, got {radius!r}")
     if not (bin_width > 0 and np.isfinite(bin_width)):
@@ -128,20 +162,52 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
         raise FeatureError("the mask is empty: no voxel to compute a texture map on")
     if not np.issubdtype(img.dtype, np.number) or not np.isfinite(img[roi]).all():
         raise FeatureError("the image has non-finite or non-numeric values inside the mask")
-    if spacing is None:
-        spacing = image.GetSpacing() if is_image(image) else (1.0, 1.0, 1.0)
+    return img, roi
+
+
+def _checked_device(device):
+    """`device` as a torch.device; FeatureError for CUDA where torch sees none."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FeatureError("device 'cuda' asked for but torch sees no CUDA device")
+    return device
 
-    # Discretise once over the whole ROI (as pyradiomics), then work in the ROI's bounding box padded
-    # by the radius, so that every kernel lies inside the array (padding is outside the ROI).
+
+def _levels_and_ranks(img: np.ndarray, roi: np.ndarray, bin_width: float):
+    """(levels, ranks, rank_values): the grey levels of the ROI, discretised once over the whole ROI
+    (as pyradiomics), and the rank of every ROI value among the distinct ROI values `rank_values`
+    (first order sorts these int32 ranks); both 0 outside the ROI."""
     levels = np.zeros(img.shape, dtype=np.int64)
     levels[roi] = discretise(img[roi], bin_width)
-    # rank of every ROI value among the distinct ROI values: first order sorts these int32 ranks
     rank_values, ranks_roi = np.unique(img[roi].astype(np.float64), return_inverse=True)
     ranks = np.zeros(img.shape, dtype=np.int32)
     ranks[roi] = ranks_roi.reshape(-1)
+    return levels, ranks, rank_values
+
+
+@dataclass(frozen=True)
+class _RoiBox:
+    """The ROI's bounding box padded by the kernel radius, so that every kernel lies inside the array
+    (the padding is outside the ROI): ROI flags, grey levels, image values and value ranks of the
+    padded box (0 outside the ROI), and the kernel centres (every ROI voxel) in the order they are
+    computed in: flat indices into the padded box and (z, y, x) coordinates in the image."""
+    roi: np.ndarray
+    levels: np.ndarray
+    values: np.ndarray
+    ranks: np.ndarray
+    rank_values: np.ndarray     # the ROI's distinct values, ascending (float64)
+    centres: np.ndarray
+    coords: tuple
+    ng_max: int                 # highest grey level in the ROI (pyradiomics' Ng)
+    roi_levels: int             # distinct grey levels in the ROI
+
+
+def _roi_box(img: np.ndarray, roi: np.ndarray, radius: int, bin_width: float, *, by_span: bool) -> _RoiBox:
+    """Discretise the ROI and cut out its padded bounding box (_RoiBox); with `by_span` the kernel
+    centres are ordered by the span of grey levels of their kernels (for the GLCM)."""
+    levels, ranks, rank_values = _levels_and_ranks(img, roi, bin_width)
     ng_max = int(levels[roi].max())
     roi_levels = len(np.unique(levels[roi]))
     zz, yy, xx = np.nonzero(roi)
@@ -154,7 +220,7 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
     p_val = np.pad(img[box].astype(np.float64), pad, constant_values=0.0)
     p_rank = np.pad(ranks[box], pad, constant_values=0)
     shape = p_roi.shape
-    if any(k.startswith("glcm:") for k in keys):
+    if by_span:
         # Kernels in order of the grey levels they span: the GLCM's histograms, marginal arrays and
         # MCC matrices of a chunk are as wide as its widest kernel, so the few steep-gradient
         # kernels then no longer widen those of the flat majority.
@@ -162,60 +228,108 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
         order = np.argsort(span, kind="stable")
         zz, yy, xx = zz[order], yy[order], xx[order]
     centres = np.ravel_multi_index((zz - lo[0] + radius, yy - lo[1] + radius, xx - lo[2] + radius), shape)
+    return _RoiBox(roi=p_roi, levels=p_lev, values=p_val, ranks=p_rank, rank_values=rank_values,
+                   centres=centres, coords=(zz, yy, xx), ng_max=ng_max, roi_levels=roi_levels)
 
-    offs = tt.kernel_offsets(radius)
-    off_flat = offs @ np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
-    S = len(offs)
-    tables = tt.pair_tables(radius)
-    wanted = {c: [k.split(":", 1)[1] for k in keys if k.startswith(c + ":")] for c in CLASSES}
 
-    t_roi = torch.from_numpy(p_roi.ravel()).to(device)
-    t_lev = torch.from_numpy(p_lev.ravel()).to(device)
-    t_val = torch.from_numpy(p_val.ravel()).to(device=device, dtype=dtype)
-    t_rank = torch.from_numpy(p_rank.ravel()).to(device)
-    t_rank_values = torch.from_numpy(rank_values).to(device=device, dtype=dtype)
-    t_off = torch.from_numpy(off_flat).to(device)
-    t_tables = [(torch.tensor(f, device=device), torch.tensor(s, device=device)) for f, s in tables]
-    t_centres = torch.from_numpy(centres).to(device)
+@dataclass(frozen=True)
+class _DeviceInputs:
+    """A _RoiBox as flat tensors on the compute device, with the flat offsets of the kernel positions
+    and the GLCM pair tables (_texture_torch.pair_tables): what every chunk reads."""
+    roi: torch.Tensor
+    levels: torch.Tensor
+    values: torch.Tensor        # in the compute dtype
+    ranks: torch.Tensor
+    rank_values: torch.Tensor   # in the compute dtype
+    offsets: torch.Tensor       # (S,) flat offsets of the kernel positions from the centre
+    tables: list                # per direction group: (first, second) kernel positions of the pairs
+    centres: torch.Tensor
+    ng_max: int
+    roi_levels: int
+    dtype: object
 
-    nvox = len(centres)
+
+def _on_device(box: _RoiBox, radius: int, device, dtype) -> _DeviceInputs:
+    """The _DeviceInputs of `box` for kernels of half-width `radius` (values in `dtype`)."""
+    import torch
+
+    from COMPASSLib.features import _texture_torch as tt
+
+    shape = box.roi.shape
+    off_flat = tt.kernel_offsets(radius) @ np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    return _DeviceInputs(
+        roi=torch.from_numpy(box.roi.ravel()).to(device),
+        levels=torch.from_numpy(box.levels.ravel()).to(device),
+        values=torch.from_numpy(box.values.ravel()).to(device=device, dtype=dtype),
+        ranks=torch.from_numpy(box.ranks.ravel()).to(device),
+        rank_values=torch.from_numpy(box.rank_values).to(device=device, dtype=dtype),
+        offsets=torch.from_numpy(off_flat).to(device),
+        tables=[(torch.tensor(f, device=device), torch.tensor(s, device=device))
+                for f, s in tt.pair_tables(radius)],
+        centres=torch.from_numpy(box.centres).to(device),
+        ng_max=box.ng_max, roi_levels=box.roi_levels, dtype=dtype)
+
+
+def _chunk_size(chunk_voxels: int | None, radius: int) -> int:
+    """Kernel centres per chunk: `chunk_voxels`, or by default as many as fit the memory budget
+    (_DEFAULT_CHUNK_BYTES) at _BYTES_PER_SLOT per kernel position or GLCM pair slot (both ways)."""
     if chunk_voxels is None:
-        slots = max(S, 2 * sum(f.size for f, _ in tables))
+        from COMPASSLib.features import _texture_torch as tt
+
+        slots = max(len(tt.kernel_offsets(radius)), 2 * sum(f.size for f, _ in tt.pair_tables(radius)))
         chunk_voxels = max(64, _DEFAULT_CHUNK_BYTES // (_BYTES_PER_SLOT * slots))
-    chunk_voxels = int(chunk_voxels)
-    results = {k: np.empty(nvox, dtype=np.float64) for k in keys}
-    voxel_volume = float(np.prod(spacing))
+    return int(chunk_voxels)
 
-    def run_chunk(start: int, stop: int) -> None:
-        with torch.no_grad():                                   # grad mode is per thread
-            idx = t_centres[start:stop, None] + t_off[None, :]      # (V, S)
-            flat = idx.reshape(-1)
-            inside = t_roi.index_select(0, flat).reshape(idx.shape)
-            lev = t_lev.index_select(0, flat).reshape(idx.shape)
-            chunk = {}
-            if wanted["firstorder"]:
-                fo = tt.firstorder(t_val.index_select(0, flat).reshape(idx.shape), lev, inside,
-                                   wanted["firstorder"], ranks=t_rank.index_select(0, flat).reshape(idx.shape),
-                                   rank_values=t_rank_values,
-                                   voxel_array_shift=voxel_array_shift, voxel_volume=voxel_volume)
-                chunk.update({f"firstorder:{n}": v for n, v in fo.items()})
-            if wanted["glcm"]:
-                gl = tt.glcm(lev, inside, t_tables, wanted["glcm"], ng_max=ng_max, roi_levels=roi_levels,
-                             dtype=dtype)
-                chunk.update({f"glcm:{n}": v for n, v in gl.items()})
-            for k in keys:
-                results[k][start:stop] = chunk[k].to(torch.float64).cpu().numpy()
 
-    # On the CPU the chunks run side by side on `threads` threads and every op on one thread: most
-    # of the work is many small ops and batched LAPACK calls, which torch's own (intra-op) threads
-    # barely speed up; and with chunk bounds and ops independent of the thread count, the maps are
-    # bitwise the same for any `threads`. Torch's thread setting is restored afterwards.
-    cpu = device.type == "cpu"
-    workers = max(1, int(threads) if threads is not None else torch.get_num_threads()) if cpu else 1
-    bounds = [(a, min(a + chunk_voxels, nvox)) for a in range(0, nvox, chunk_voxels)]
-    previous = torch.get_num_threads()
+def _chunk_features(inputs: _DeviceInputs, start: int, stop: int, wanted: dict, *,
+                    voxel_array_shift: float, voxel_volume: float) -> dict:
+    """{'class:Name': (stop - start,) tensor} for the kernel centres start:stop: their kernels'
+    values, levels and ROI flags gathered as (V, S) tensors, then the features of each class."""
+    from COMPASSLib.features import _texture_torch as tt
+
+    idx = inputs.centres[start:stop, None] + inputs.offsets[None, :]      # (V, S)
+    flat = idx.reshape(-1)
+    inside = inputs.roi.index_select(0, flat).reshape(idx.shape)
+    lev = inputs.levels.index_select(0, flat).reshape(idx.shape)
+    chunk = {}
+    if wanted["firstorder"]:
+        fo = tt.firstorder(inputs.values.index_select(0, flat).reshape(idx.shape), lev, inside,
+                           wanted["firstorder"], ranks=inputs.ranks.index_select(0, flat).reshape(idx.shape),
+                           rank_values=inputs.rank_values,
+                           voxel_array_shift=voxel_array_shift, voxel_volume=voxel_volume)
+        chunk.update({f"firstorder:{n}": v for n, v in fo.items()})
+    if wanted["glcm"]:
+        gl = tt.glcm(lev, inside, inputs.tables, wanted["glcm"], ng_max=inputs.ng_max,
+                     roi_levels=inputs.roi_levels, dtype=inputs.dtype)
+        chunk.update({f"glcm:{n}": v for n, v in gl.items()})
+    return chunk
+
+
+def _worker_count(device, threads) -> int:
+    """Threads working on chunks side by side: `threads` (default torch's thread count) on the CPU,
+    1 on other devices.
+
+    On the CPU the chunks run side by side on `threads` threads and every op on one thread: most
+    of the work is many small ops and batched LAPACK calls, which torch's own (intra-op) threads
+    barely speed up; and with chunk bounds and ops independent of the thread count, the maps are
+    bitwise the same for any `threads`. Torch's thread setting is restored afterwards (_run_chunks)."""
+    import torch
+
+    if device.type != "cpu":
+        return 1
+    return max(1, int(threads) if threads is not None else torch.get_num_threads())
+
+
+def _run_chunks(run_chunk, bounds: list, nvox: int, *, workers: int, cpu: bool, progress) -> None:
+    """run_chunk(start, stop) for every (start, stop) of `bounds`, on `workers` threads (each op on
+    one thread on the CPU: torch's thread count is 1 meanwhile, then restored). `progress` hears 0
+    before the first chunk and the share of the `nvox` voxels done after each chunk, in the
+    calling thread."""
+    import torch
+
     from COMPASSLib.progress import report
 
+    previous = torch.get_num_threads()
     report(progress, 0.0, f"texture maps: 0/{nvox} voxels")
     # freed chunk tensors stay in the heap for the next chunk (see COMPASSLib.allocator)
     with hold_freed_memory():
@@ -223,31 +337,51 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
             if cpu:
                 torch.set_num_threads(1)
             if workers == 1 or len(bounds) == 1:
-                for a, b in bounds:
-                    run_chunk(a, b)
-                    report(progress, b / nvox, f"texture maps: {b}/{nvox} voxels")
+                _run_serially(run_chunk, bounds, nvox, progress)
             else:
-                from concurrent.futures import ThreadPoolExecutor, as_completed
-
-                done = 0
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compass-texture") as pool:
-                    futures = {pool.submit(run_chunk, a, b): b - a for a, b in bounds}
-                    try:
-                        for future in as_completed(futures):
-                            future.result()
-                            done += futures[future]
-                            report(progress, done / nvox, f"texture maps: {done}/{nvox} voxels")
-                    except BaseException:   # a cancel or a failed chunk: drop the chunks not started
-                        for future in futures:
-                            future.cancel()
-                        raise
+                _run_in_pool(run_chunk, bounds, nvox, workers, progress)
         finally:
             torch.set_num_threads(previous)
 
+
+def _report_done(progress, done: int, nvox: int) -> None:
+    from COMPASSLib.progress import report
+
+    report(progress, done / nvox, f"texture maps: {done}/{nvox} voxels")
+
+
+def _run_serially(run_chunk, bounds: list, nvox: int, progress) -> None:
+    for a, b in bounds:
+        run_chunk(a, b)
+        _report_done(progress, b, nvox)
+
+
+def _run_in_pool(run_chunk, bounds: list, nvox: int, workers: int, progress) -> None:
+    """The chunks on a pool of `workers` threads, progress reported as they complete (any order);
+    a cancel or a failed chunk cancels the chunks not yet started and is raised."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compass-texture") as pool:
+        futures = {pool.submit(run_chunk, a, b): b - a for a, b in bounds}
+        try:
+            for future in as_completed(futures):
+                future.result()
+                done += futures[future]
+                _report_done(progress, done, nvox)
+        except BaseException:   # a cancel or a failed chunk: drop the chunks not started
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _assembled_maps(results: dict, coords: tuple, shape: tuple, init_value: float, image) -> dict:
+    """{key: map}: each key's values (in the order of the kernel centres at `coords`) written into a
+    full array of `shape` filled with `init_value` elsewhere, as an image like `image` when it is one."""
     out = {}
-    for k in keys:
-        full = np.full(img.shape, init_value, dtype=np.float64)
-        full[zz, yy, xx] = results[k]
+    for k, values in results.items():
+        full = np.full(shape, init_value, dtype=np.float64)
+        full[coords] = values
         out[k] = like(full, image)
     return out
 
