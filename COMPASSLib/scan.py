@@ -161,32 +161,38 @@ def _order_files(item):
     return sorted(item.files)
 
 
-def _build_patient(patient_id, items, root):
-    doses = [i for i in items if i.kind == "dose"]
-    numbered = all(d.fraction_number is not None for d in doses) and doses
-
-    # 2. fraction sessions from the doses
-    sessions = {}                      # key -> list of items
+def _dose_sessions(doses, numbered) -> dict:
+    """Rule 2: the fraction sessions the doses make, key -> list of items; the key is
+    ("n", fraction number) when every dose has one, else ("d", calendar day)."""
+    sessions = {}
     for d in doses:
         key = ("n", d.fraction_number) if numbered else ("d", d.day)
         sessions.setdefault(key, []).append(d)
-    first_day = min((d.day for d in doses if d.day), default=None)
+    return sessions
 
-    # 4. planning CT
+
+def _planning_ct(items, first_day):
+    """Rule 4: the latest CT series dated before the first fraction's day (without doses: the
+    earliest dated CT), or None."""
     cts = [i for i in items if i.kind == "ct"]
     if first_day is not None:
         before = [c for c in cts if c.day and c.day < first_day]
     else:
         dated = sorted((c for c in cts if c.time), key=lambda c: c.time)
         before = dated[:1]
-    planning_ct = max(before, key=lambda c: c.time) if before else None
+    return max(before, key=lambda c: c.time) if before else None
 
-    if not doses:
-        log.warning("patient %s: no RTDOSE found; fractions are the CT/PET days after planning", patient_id)
-        for i in items:
-            if i.kind in ("ct", "pet") and i is not planning_ct and i.day:
-                sessions.setdefault(("d", i.day), [])
 
+def _add_imaging_days(sessions, items, planning_ct):
+    """Without any RTDOSE: one (empty) session per day with CT/PET other than the planning CT."""
+    for i in items:
+        if i.kind in ("ct", "pet") and i is not planning_ct and i.day:
+            sessions.setdefault(("d", i.day), [])
+
+
+def _nearest_session(sessions):
+    """item -> key of the session it joins by date, or None (function built on the sessions as they
+    stand now, i.e. from the doses alone)."""
     # calendar day -> [(session time, key)]: an unnumbered item joins the session of its day that is
     # nearest in time (two fractions on one day, e.g. twice-daily treatment, stay apart)
     sessions_of_day = defaultdict(list)
@@ -203,11 +209,15 @@ def _build_patient(patient_id, items, root):
             return None
         return min(candidates, key=lambda c: abs((c[0] - item.time).total_seconds()))[1]
 
-    # 3. attach images and structures
-    where = {}                         # series uid -> "planning" | session key
+    return session_of
+
+
+def _attach_images(items, sessions, numbered, planning_ct, session_of):
+    """Rule 3 for CT/PET series: add each to its session (in time order). Returns (where: series uid ->
+    "planning" | session key, leftovers)."""
+    where = {}
     if planning_ct is not None:
         where[planning_ct.series_uid] = "planning"
-    planning = {"ct": [planning_ct] if planning_ct else [], "rtstruct": []}
     leftovers = []
     for i in sorted((i for i in items if i.kind in ("ct", "pet")), key=lambda i: (i.time is None, i.time)):
         if i is planning_ct:
@@ -218,6 +228,13 @@ def _build_patient(patient_id, items, root):
             where[i.series_uid] = key
         else:
             leftovers.append(i)
+    return where, leftovers
+
+
+def _attach_structures(items, sessions, numbered, planning, planning_ct, first_day, where, session_of):
+    """Rules 3 and 4 for RTSTRUCTs: where the referenced CT series went, else by fraction number, else
+    by day, else to planning when dated before the first fraction. Returns the leftovers."""
+    leftovers = []
     for s in (i for i in items if i.kind == "rtstruct"):
         target = next((where[u] for u in s.referenced_series if u in where), None)
         if target is None:
@@ -233,24 +250,30 @@ def _build_patient(patient_id, items, root):
             sessions[target].append(s)
         else:
             leftovers.append(s)
-    for i in leftovers:
-        log.warning("patient %s: %s %s matches no fraction (no dose that day); not listed",
-                    patient_id, i.kind, i.files[0])
+    return leftovers
 
-    def rel(paths):
-        return [Path(os.path.relpath(p, root)).as_posix() for p in paths]
 
-    def pick(members, kind, label):
-        chosen = [m for m in members if m.kind == kind]
-        if kind in ("ct", "pet", "rtstruct") and len(chosen) > 1:
-            ct_uids = {m.series_uid for m in members if m.kind == "ct"}
-            best = (max(chosen, key=lambda m: len(m.files)) if kind != "rtstruct"
-                    else max(chosen, key=lambda m: (bool(m.referenced_series & ct_uids), m.time is not None,
-                                                    m.time or _dt.datetime.min)))
-            log.warning("patient %s %s: %d %s items; using %s", patient_id, label, len(chosen), kind, best.files[0])
-            chosen = [best]
-        return rel([f for m in chosen for f in _order_files(m)])
+def _relative_paths(paths, root):
+    return [Path(os.path.relpath(p, root)).as_posix() for p in paths]
 
+
+def _pick(members, kind, label, patient_id, root):
+    """The manifest's file list for one modality of one session: one series per modality (the CT/PET
+    series with the most slices; the RTSTRUCT that references the session's CT, else the latest), every
+    RTDOSE."""
+    chosen = [m for m in members if m.kind == kind]
+    if kind in ("ct", "pet", "rtstruct") and len(chosen) > 1:
+        ct_uids = {m.series_uid for m in members if m.kind == "ct"}
+        best = (max(chosen, key=lambda m: len(m.files)) if kind != "rtstruct"
+                else max(chosen, key=lambda m: (bool(m.referenced_series & ct_uids), m.time is not None,
+                                                m.time or _dt.datetime.min)))
+        log.warning("patient %s %s: %d %s items; using %s", patient_id, label, len(chosen), kind, best.files[0])
+        chosen = [best]
+    return _relative_paths([f for m in chosen for f in _order_files(m)], root)
+
+
+def _fractions(sessions, numbered, patient_id, root) -> list:
+    """The sessions as Fractions indexed 1..n: by fraction number where all doses have one, else by time."""
     def order(key):
         members = sessions[key]
         times = [m.time for m in members if m.time]
@@ -261,27 +284,66 @@ def _build_patient(patient_id, items, root):
         members = sessions[key]
         times = [m.time for m in members if m.time]
         numbers = [m.fraction_number for m in members if m.fraction_number is not None]
+        label = f"fraction {index}"
         fractions.append(Fraction(index=index, datetime=min(times).isoformat() if times else None,
                                   fraction_number=numbers[0] if numbers else None,
-                                  ct=pick(members, "ct", f"fraction {index}"),
-                                  pet=pick(members, "pet", f"fraction {index}"),
-                                  dose=pick(members, "dose", f"fraction {index}"),
-                                  rtstruct=pick(members, "rtstruct", f"fraction {index}")))
-    plan = None
-    if planning["ct"] or planning["rtstruct"]:
-        plan_time = planning_ct.time.isoformat() if planning_ct and planning_ct.time else None
-        plan = Fraction(index=0, datetime=plan_time, ct=pick(planning["ct"], "ct", "planning"),
-                        rtstruct=pick(planning["ct"] + planning["rtstruct"], "rtstruct", "planning"))
+                                  ct=_pick(members, "ct", label, patient_id, root),
+                                  pet=_pick(members, "pet", label, patient_id, root),
+                                  dose=_pick(members, "dose", label, patient_id, root),
+                                  rtstruct=_pick(members, "rtstruct", label, patient_id, root)))
+    return fractions
 
+
+def _planning_fraction(planning, planning_ct, patient_id, root):
+    """Fraction 0 (planning CT and structures), or None when there is neither."""
+    if not (planning["ct"] or planning["rtstruct"]):
+        return None
+    plan_time = planning_ct.time.isoformat() if planning_ct and planning_ct.time else None
+    return Fraction(index=0, datetime=plan_time, ct=_pick(planning["ct"], "ct", "planning", patient_id, root),
+                    rtstruct=_pick(planning["ct"] + planning["rtstruct"], "rtstruct", "planning", patient_id, root))
+
+
+def _organ_map(items) -> dict:
+    """Every ROI name of the patient's RTSTRUCTs -> canonical organ (None where the synonyms have no match)."""
     from COMPASSLib.resources import canonical_organ
 
     organs = {}
     for s in (i for i in items if i.kind == "rtstruct"):
         for name in s.roi_names:
             organs.setdefault(name, canonical_organ(name))
+    return organs
+
+
+def _build_patient(patient_id, items, root):
+    """One patient's Patient entry from its items (the grouping rule of the module docstring)."""
+    doses = [i for i in items if i.kind == "dose"]
+    numbered = all(d.fraction_number is not None for d in doses) and doses
+
+    # 2. fraction sessions from the doses
+    sessions = _dose_sessions(doses, numbered)
+    first_day = min((d.day for d in doses if d.day), default=None)
+
+    # 4. planning CT
+    planning_ct = _planning_ct(items, first_day)
+
+    if not doses:
+        log.warning("patient %s: no RTDOSE found; fractions are the CT/PET days after planning", patient_id)
+        _add_imaging_days(sessions, items, planning_ct)
+    session_of = _nearest_session(sessions)
+
+    # 3. attach images and structures
+    planning = {"ct": [planning_ct] if planning_ct else [], "rtstruct": []}
+    where, leftovers = _attach_images(items, sessions, numbered, planning_ct, session_of)
+    leftovers += _attach_structures(items, sessions, numbered, planning, planning_ct, first_day, where, session_of)
+    for i in leftovers:
+        log.warning("patient %s: %s %s matches no fraction (no dose that day); not listed",
+                    patient_id, i.kind, i.files[0])
+
+    fractions = _fractions(sessions, numbered, patient_id, root)
+    plan = _planning_fraction(planning, planning_ct, patient_id, root)
     frames = Counter(i.frame_of_reference_uid for i in items if i.kind in ("ct", "pet") and i.frame_of_reference_uid)
     weights = [i.weight_kg for i in items if i.weight_kg]
-    return Patient(id=patient_id, fractions=fractions, planning=plan, organs=organs,
+    return Patient(id=patient_id, fractions=fractions, planning=plan, organs=_organ_map(items),
                    frame_of_reference_uid=frames.most_common(1)[0][0] if frames else None,
                    weight_kg=weights[0] if weights else None)
 

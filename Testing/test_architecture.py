@@ -97,6 +97,30 @@ def test_no_import_cycle_inside_compasslib():
     assert not found, "import cycles (move the shared piece down a layer): " + "; ".join(" <-> ".join(c) for c in found)
 
 
+# docs/ARCHITECTURE.md "Layers": a module imports only modules of its own layer or below
+LAYERS = [
+    ["COMPASSLib", "COMPASSLib.errors", "COMPASSLib.progress", "COMPASSLib.atomic", "COMPASSLib.provenance",
+     "COMPASSLib.resources", "COMPASSLib.allocator", "COMPASSLib.devices"],
+    ["COMPASSLib.cohort", "COMPASSLib.geometry", "COMPASSLib.io", "COMPASSLib.ingest", "COMPASSLib.scan"],
+    ["COMPASSLib.dose", "COMPASSLib.ntcp", "COMPASSLib.synth"],
+    ["COMPASSLib.features"], ["COMPASSLib.twin"], ["COMPASSLib.pipeline", "COMPASSLib.report", "COMPASSLib.background"], ["COMPASSLib.mrml"],
+    ["COMPASSLib.batch", "COMPASSLib.cli", "COMPASSLib.commands", "COMPASSLib.__main__"],
+]
+
+
+def layer_of(module: str) -> int:
+    """Index of the layer whose longest prefix names `module`."""
+    matches = [(len(p), i) for i, layer in enumerate(LAYERS) for p in layer if module == p or module.startswith(p + ".")]
+    assert matches, f"{module} is in no layer of docs/ARCHITECTURE.md: add it to LAYERS and the doc"
+    return max(matches)[1]
+
+
+def test_imports_go_down_the_layers():
+    upward = [f"{m} (layer {layer_of(m) + 1}) imports {i} (layer {layer_of(i) + 1})"
+              for m, deps in import_graph().items() for i in deps if layer_of(i) > layer_of(m)]
+    assert not upward, upward
+
+
 def _door_of(module: str):
     return next((d for d in DOORS if module == d or module.startswith(d + ".")), None)
 

@@ -20,6 +20,9 @@ from COMPASSLib.synth import generate_cohort
 from COMPASSLib.twin.evaluate import lopo, metrics
 from COMPASSLib.twin.trajectories import labels_frame
 
+# Every test here needs the 40-patient cohort written as DICOM and the twins trained on it.
+pytestmark = pytest.mark.slow
+
 SEED = 0
 TWIN = dict(epochs=25, lr=0.03, hidden_size=8, latent_size=4, seed=0)   # lighter than the defaults: budget
 N_BOOTSTRAP = 200

@@ -16,7 +16,7 @@ from COMPASSLib.cli import main
 from COMPASSLib.cohort import Cohort
 from COMPASSLib.errors import InputError
 from COMPASSLib.features.clinical import join_clinical
-from COMPASSLib.features.settings import TEXTURE, FeatureSettings
+from COMPASSLib.features.settings import RADIOMICS_CLASSES, FeatureSettings
 from COMPASSLib.features.table import FeatureWarning, extract_cohort
 
 FAST = FeatureSettings(profile="fast")
@@ -106,7 +106,7 @@ def test_dosiomics_equal_pyradiomics_on_exported_bed_map(small_cohort, tmp_path)
 
     from COMPASSLib.resources import resource_path
 
-    settings = FeatureSettings(radiomics={"dose": TEXTURE}, shape=False, organs=["Heart"])
+    settings = FeatureSettings(radiomics={"dose": RADIOMICS_CLASSES}, shape=False, organs=["Heart"])
     cohort = Cohort.load(small_cohort)
     pid = cohort.patient_ids[0]
     t = extract_cohort(small_cohort, settings)

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from COMPASSLib.errors import InputError
 from COMPASSLib.geometry import same_grid
 from COMPASSLib.ingest import load_fraction, load_patient_reference
-from test_io_pet import SUV_HAND
-from test_scan import build_tree
+from helpers_dicom import SUV_HAND
+from helpers_scan import build_tree
 
 
 @pytest.fixture(scope="module")

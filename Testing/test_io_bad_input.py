@@ -13,7 +13,7 @@ from COMPASSLib.io import read_structures, read_volume
 from COMPASSLib.io.ct import read_ct_series
 from COMPASSLib.io.rtdose import read_rtdose
 from COMPASSLib.io.rtstruct import read_rtstruct
-from test_io_writers import square, write_rtdose, write_rtstruct, write_series
+from helpers_dicom import square, write_rtdose, write_rtstruct, write_series
 
 
 def _ct(tmp_path, n=6, **kw):

@@ -9,13 +9,9 @@ import SimpleITK as sitk
 
 from COMPASSLib.errors import InputError
 from COMPASSLib.io.pet import read_pet_series
-from test_io_writers import pet_info, write_series
+from helpers_dicom import SUV_HAND, pet_info, write_series
 
-# Hand computation (F-18, QIBA SUVbw):
-#   injected 370 MBq at 08:00:00, series at 09:00:00 -> dt = 3600 s, T1/2 = 6586.2 s
-#   decayed dose = 370e6 x 2^(-3600/6586.2) = 370e6 x 0.684633 = 253.314 MBq
-#   SUV = 5000 Bq/ml x 75 000 g / 253.314e6 Bq = 1.48038
-SUV_HAND = 1.48038
+# SUV_HAND (1.48038): 5000 Bq/ml at 09:00 with pet_info's defaults; hand computation in helpers_dicom.py.
 
 
 def _pet(tmp_path, value=2500, slope=2.0, when=dt.datetime(2026, 1, 5, 9, 0, 0), extra=None, **info):

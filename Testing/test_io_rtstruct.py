@@ -7,7 +7,7 @@ import SimpleITK as sitk
 
 from COMPASSLib.errors import GeometryError
 from COMPASSLib.io.rtstruct import read_rtstruct
-from test_io_writers import FRAME, square, write_rtstruct
+from helpers_dicom import FRAME, square, write_rtstruct
 
 
 def _grid(size=(32, 32, 12), spacing=(1.0, 1.0, 3.0), origin=(0.0, 0.0, 0.0), direction=None):

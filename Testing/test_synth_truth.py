@@ -1,5 +1,5 @@
 """The hidden ground truth does what docs/synthetic_cohort.md says, on a 40-patient cohort drawn without
-DICOM: toxic organs show more hot-spot texture and a larger PET rise than non-toxic ones, the toxic rate
+DICOM: toxic organs show a larger hot-spot index and a larger PET rise than non-toxic ones, the toxic rate
 is in the intended range, mean dose alone is only moderately predictive, onsets follow the signal, and
 the rows equal what generate_cohort wrote for the same seed."""
 from __future__ import annotations
@@ -26,6 +26,7 @@ def auc(x, toxic):
     return u / (toxic.sum() * (~toxic).sum())
 
 
+@pytest.mark.slow
 def test_toxic_rate_and_grades_are_in_the_intended_range(truth):
     grades = np.array([r["grade"] for r in truth])
     assert len(truth) == 120
@@ -34,9 +35,10 @@ def test_toxic_rate_and_grades_are_in_the_intended_range(truth):
 
 
 # One-sided Mann-Whitney U, toxic > non-toxic. The PET rise carries most of the hidden information,
-# texture a weaker share (docs/synthetic_cohort.md), hence the different significance levels.
-@pytest.mark.parametrize("signal, alpha, min_auc", [("texture", 0.05, 0.58), ("pet_rise", 1e-4, 0.7)])
-def test_toxic_organs_have_more_texture_and_pet_rise(truth, signal, alpha, min_auc):
+# the hot-spot index a weaker share (docs/synthetic_cohort.md), hence the different significance levels.
+@pytest.mark.slow
+@pytest.mark.parametrize("signal, alpha, min_auc", [("hotspot_index", 0.05, 0.58), ("pet_rise", 1e-4, 0.7)])
+def test_toxic_organs_have_larger_hotspot_index_and_pet_rise(truth, signal, alpha, min_auc):
     toxic = np.array([r["grade"] >= 1 for r in truth])
     x = np.array([r[signal] for r in truth])
     p = mannwhitneyu(x[toxic], x[~toxic], alternative="greater").pvalue
@@ -44,6 +46,7 @@ def test_toxic_organs_have_more_texture_and_pet_rise(truth, signal, alpha, min_a
     assert auc(x, toxic) > min_auc
 
 
+@pytest.mark.slow
 def test_mean_dose_alone_is_only_moderately_predictive(truth):
     """Per organ (a mean-dose model is fitted per organ), mean dose does not rank toxic organs
     near-perfectly, and for cord and esophagus worse than the PET rise does: the information is in the
@@ -66,6 +69,7 @@ def test_mean_dose_alone_is_only_moderately_predictive(truth):
     assert 0.5 < pooled_dose < 0.8 and pooled_pet > pooled_dose + 0.05
 
 
+@pytest.mark.slow
 def test_onset_follows_the_rising_signal(truth):
     onsets = [r["onset_fraction"] for r in truth if r["grade"] >= 1]
     # The first PET that can show a rise is fraction 2's; symptoms come at least a fraction later.

@@ -10,7 +10,7 @@ from COMPASSLib import ntcp
 from COMPASSLib.twin import baselines
 from COMPASSLib.twin.evaluate import fit_fold, lopo, metrics
 from COMPASSLib.twin.trajectories import labels_frame
-from test_twin_simulation import simulate_table
+from helpers_twin import simulate_table
 
 LOPO = dict(epochs=40, lr=0.03, hidden_size=8, latent_size=4)   # small and quick: the test budget
 
@@ -50,6 +50,7 @@ def test_held_out_patient_never_reaches_a_fitted_step():
     assert c[0] != d[0]
 
 
+@pytest.mark.slow
 def test_twin_beats_lkb_and_warns_early_on_40_patients(result40):
     m = metrics(result40, n_bootstrap=200)
     for k in ("auc", "sensitivity", "specificity", "brier", "lkb_auc", "mean_dose_auc"):
@@ -67,6 +68,7 @@ def test_twin_beats_lkb_and_warns_early_on_40_patients(result40):
     assert m["baselines"]["mean_dose_column"] == "dvh_mean_gy"
 
 
+@pytest.mark.slow
 def test_permuted_outcomes_fall_to_chance(cohort40, result40):
     table, outcomes = cohort40
     rng = np.random.default_rng(7)

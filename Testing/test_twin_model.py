@@ -8,7 +8,7 @@ from sklearn.base import clone
 
 from COMPASSLib.errors import ModelError
 from COMPASSLib.twin.model import CompassTwin
-from test_twin_simulation import simulate_table
+from helpers_twin import simulate_table
 
 FAST = dict(epochs=25, hidden_size=8, n_bootstrap=10, ig_steps=8)
 

@@ -18,7 +18,9 @@ import yaml
 from COMPASSLib.errors import InputError
 
 DEFAULT_ORGANS = ("SpinalCord", "Heart", "Esophagus")
-TEXTURE = ["firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
+# pyradiomics feature classes a profile may extract per modality (shape is switched separately); not to
+# be confused with the voxelwise texture maps below (TEXTURE_MAP_DEFAULTS, tex_ columns).
+RADIOMICS_CLASSES = ["firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
 
 # Organ-relevant BED levels (Gy) for V_x. One list for all organs, so every row has the same columns.
 # Chosen from the QUANTEC constraints (physical dose in 2 Gy fractions) converted to BED at each organ's
@@ -27,13 +29,13 @@ TEXTURE = ["firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
 DEFAULT_BED_LEVELS = [20.0, 40.0, 50.0, 60.0, 70.0, 100.0]
 
 # Voxelwise texture maps of the cumulative BED inside each organ, summarised per row as tex_ columns.
-# bin_width_gy None: the dosiomics file's binWidth (same grey levels as the dose_ texture features);
+# bin_width_gy None: the dosiomics file's binWidth (same grey levels as the dose_ radiomics features);
 # organs None: every scored organ. Local GLCM contrast/entropy is the paper's "dose texture" signal.
 TEXTURE_MAP_DEFAULTS = {"features": ["glcm:Contrast", "glcm:JointEntropy", "firstorder:Entropy"], "radius": 1,
                         "bin_width_gy": None, "organs": None, "percentiles": [50, 90]}
 
 PROFILES = {
-    "full": {"radiomics": {"dose": TEXTURE, "ct": TEXTURE, "pet": TEXTURE}, "shape": True,
+    "full": {"radiomics": {"dose": RADIOMICS_CLASSES, "ct": RADIOMICS_CLASSES, "pet": RADIOMICS_CLASSES}, "shape": True,
              "texture": TEXTURE_MAP_DEFAULTS},
     "fast": {"radiomics": {"pet": ["firstorder"]}, "shape": False, "texture": None},
 }
@@ -127,7 +129,7 @@ class FeatureSettings:
         from COMPASSLib.features.radiomics import load_params
 
         p = load_params(self.radiomics_params.get(modality, modality))
-        available = p.get("featureClass") or {c: [] for c in TEXTURE}
+        available = p.get("featureClass") or {c: [] for c in RADIOMICS_CLASSES}
         wanted = self.radiomics.get(modality) or []
         missing = [c for c in wanted if c not in available]
         if missing:

@@ -188,19 +188,10 @@ def make_image(array_zyx, origin, spacing, direction, metadata=None):
     return img
 
 
-def read_series(files, modality, patient=None, fraction=None, pixels=True):
-    """Read one single-frame DICOM image series.
-
-    Returns (image, datasets): `image` is float32 with rescale slope and intercept applied per slice
-    (computed in float64), LPS geometry exact; `datasets` are the sorted pydicom datasets so callers
-    can read modality-specific tags (e.g. PET decay information). With `pixels=False` only the
-    headers are read (same checks) and `image` is an all-zero uint8 grid: a cheap reference grid.
-    """
-    files = as_file_list(files)
-    if not files:
-        raise InputError(f"empty {modality} series (no files)", patient=patient, fraction=fraction)
+def _read_slices(files, modality, patient, fraction, pixels):
+    """The datasets of `files`, each checked to be a single-frame image of `modality` (with pixel data
+    when `pixels`)."""
     datasets = [read_dataset(f, stop_before_pixels=not pixels, patient=patient, fraction=fraction) for f in files]
-    first, f0 = datasets[0], files[0]
     for ds, f in zip(datasets, files):
         check_modality(ds, modality, f, patient, fraction)
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
@@ -208,7 +199,12 @@ def read_series(files, modality, patient=None, fraction=None, pixels=True):
                              "(export single-frame slices)", file=f, patient=patient, fraction=fraction)
         if pixels and "PixelData" not in ds:
             raise InputError("DICOM image without pixel data", file=f, patient=patient, fraction=fraction)
+    return datasets
 
+
+def _check_one_series(datasets, files, patient, fraction):
+    """One SeriesInstanceUID (InputError) and one FrameOfReferenceUID (GeometryError) over all slices."""
+    first = datasets[0]
     for keyword, err in (("SeriesInstanceUID", InputError), ("FrameOfReferenceUID", GeometryError)):
         uids = {str(ds.get(keyword, "")) for ds in datasets}
         if len(uids) > 1:
@@ -216,6 +212,11 @@ def read_series(files, modality, patient=None, fraction=None, pixels=True):
             raise err(f"files of more than one {keyword} given as one series ({len(uids)} different)",
                       file=odd, patient=patient, fraction=fraction)
 
+
+def _slice_positions(datasets, files, patient, fraction):
+    """(orientation, pixel spacing, (rows, columns)) of the first slice, checked to be the same on every
+    slice, and the ImagePositionPatient of each slice."""
+    first, f0 = datasets[0], files[0]
     iop0 = _floats(first, "ImageOrientationPatient", 6, f0, patient, fraction)
     ps0 = _floats(first, "PixelSpacing", 2, f0, patient, fraction)
     shape0 = (int(first.Rows), int(first.Columns))
@@ -233,11 +234,12 @@ def read_series(files, modality, patient=None, fraction=None, pixels=True):
             raise GeometryError(f"slice size {ds.Rows}x{ds.Columns} differs from {shape0[0]}x{shape0[1]} "
                                 f"in {f0.name}", file=f, patient=patient, fraction=fraction)
         positions.append(_floats(ds, "ImagePositionPatient", 3, f, patient, fraction))
+    return iop0, ps0, shape0, positions
 
-    direction = direction_from_orientation(iop0)
-    if abs(np.linalg.det(direction) - 1.0) > 1e-3:
-        raise GeometryError("ImageOrientationPatient is not two orthogonal unit vectors",
-                            file=f0, patient=patient, fraction=fraction)
+
+def _sort_along_normal(datasets, files, positions, direction, patient, fraction):
+    """Files, datasets and positions sorted along the slice normal, and the slice spacing (mm; 0 for a
+    single slice); the slices must lie on one line along the normal, evenly spaced."""
     order, proj = sort_slices_by_position(positions, direction[:, 2])
     files = [files[i] for i in order]
     datasets = [datasets[i] for i in order]
@@ -249,12 +251,13 @@ def read_series(files, modality, patient=None, fraction=None, pixels=True):
         raise GeometryError("slice positions are shifted in-plane (sheared or mixed series)",
                             file=files[bad], patient=patient, fraction=fraction)
     step = check_uniform_spacing(proj, [f.name for f in files], files, patient=patient, fraction=fraction)
-    if step == 0.0:  # a single slice: the slice thickness is the best thickness we know
-        step = float(first.get("SliceThickness") or 1.0)
+    return files, datasets, positions, step
 
-    volume = np.empty((len(datasets),) + shape0, dtype=np.float32) if pixels else \
-        np.zeros((len(datasets),) + shape0, dtype=np.uint8)
-    for z, (ds, f) in enumerate(zip(datasets, files) if pixels else ()):
+
+def _stack_pixels(datasets, files, shape, patient, fraction):
+    """float32 (z, y, x) volume of the sorted slices, rescale slope and intercept applied in float64."""
+    volume = np.empty((len(datasets),) + shape, dtype=np.float32)
+    for z, (ds, f) in enumerate(zip(datasets, files)):
         try:
             pixels = native_pixels(ds)
             pixels = ds.pixel_array if pixels is None else pixels
@@ -263,7 +266,35 @@ def read_series(files, modality, patient=None, fraction=None, pixels=True):
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
         intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
         volume[z] = pixels.astype(np.float64) * slope + intercept
+    return volume
 
+
+def read_series(files, modality, patient=None, fraction=None, pixels=True):
+    """Read one single-frame DICOM image series.
+
+    Returns (image, datasets): `image` is float32 with rescale slope and intercept applied per slice
+    (computed in float64), LPS geometry exact; `datasets` are the sorted pydicom datasets so callers
+    can read modality-specific tags (e.g. PET decay information). With `pixels=False` only the
+    headers are read (same checks) and `image` is an all-zero uint8 grid: a cheap reference grid.
+    """
+    files = as_file_list(files)
+    if not files:
+        raise InputError(f"empty {modality} series (no files)", patient=patient, fraction=fraction)
+    datasets = _read_slices(files, modality, patient, fraction, pixels)
+    first, f0 = datasets[0], files[0]
+    _check_one_series(datasets, files, patient, fraction)
+    iop0, ps0, shape0, positions = _slice_positions(datasets, files, patient, fraction)
+
+    direction = direction_from_orientation(iop0)
+    if abs(np.linalg.det(direction) - 1.0) > 1e-3:
+        raise GeometryError("ImageOrientationPatient is not two orthogonal unit vectors",
+                            file=f0, patient=patient, fraction=fraction)
+    files, datasets, positions, step = _sort_along_normal(datasets, files, positions, direction, patient, fraction)
+    if step == 0.0:  # a single slice: the slice thickness is the best thickness we know
+        step = float(first.get("SliceThickness") or 1.0)
+
+    volume = _stack_pixels(datasets, files, shape0, patient, fraction) if pixels else \
+        np.zeros((len(datasets),) + shape0, dtype=np.uint8)
     metadata = {"Modality": str(first.get("Modality", "")),
                 "FrameOfReferenceUID": str(first.get("FrameOfReferenceUID", "")),
                 "SeriesInstanceUID": str(first.get("SeriesInstanceUID", "")),

@@ -70,25 +70,9 @@ def _geometry(image):
     return direction, row, col, sign
 
 
-def write_rtdose(image, path, quantity: str = "DOSE", alpha_beta_gy=None, template=None,
-                 summation_type: str = "PLAN", description: str | None = None, comment: str | None = None) -> Path:
-    """Write `image` (float Gy) as RTDOSE at `path`, atomically.
-
-    quantity: "DOSE" (physical), "BED" or "EQD2" (EFFECTIVE; `alpha_beta_gy` required: a number or a
-    short text such as "organ map"). template: a pydicom Dataset or path of the RTDOSE whose patient,
-    study, frame of reference and referenced plan the new object shares."""
-    import pydicom
+def _stored_values(image, path):
+    """(uint32 stored values (frames, rows, columns), DoseGridScaling) of a float Gy image."""
     import SimpleITK as sitk
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
-
-    quantity = quantity.upper()
-    if quantity not in QUANTITIES:
-        raise DoseError(f"unknown RTDOSE quantity {quantity!r} (one of {', '.join(QUANTITIES)})", file=path)
-    if summation_type not in SUMMATION_TYPES:
-        raise DoseError(f"unknown DoseSummationType {summation_type!r}", file=path)
-    text = describe(quantity, alpha_beta_gy)
-    direction, row, col, sign = _geometry(image)
 
     values = sitk.GetArrayFromImage(image).astype(np.float64)  # (frames, rows, columns)
     if not np.all(np.isfinite(values)):
@@ -97,15 +81,22 @@ def write_rtdose(image, path, quantity: str = "DOSE", alpha_beta_gy=None, templa
         raise DoseError(f"dose image is negative (min {values.min():.6g} Gy); RTDOSE stores unsigned dose", file=path)
     values = np.maximum(values, 0.0)
     scaling = dose_grid_scaling(float(values.max()))
-    stored = np.rint(values / scaling).astype(np.uint32)
+    return np.rint(values / scaling).astype(np.uint32), scaling
 
-    if template is not None and not isinstance(template, Dataset):
-        template = pydicom.dcmread(str(template), stop_before_pixels=True)
 
+def _content_seed(image, stored, text, summation_type, template) -> str:
+    """Hex digest of everything the object holds: the entropy of its UIDs (same content, same UIDs)."""
     digest = hashlib.sha256(stored.tobytes())
     digest.update(repr((image.GetOrigin(), image.GetSpacing(), image.GetDirection(), text, summation_type,
                         str(template.get("SOPInstanceUID", "")) if template is not None else "")).encode())
-    seed = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def _identity(seed, text, template):
+    """Dataset with the SOP, series, patient, study and frame-of-reference attributes (the template's
+    where it has them)."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
 
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
@@ -128,6 +119,13 @@ def write_rtdose(image, path, quantity: str = "DOSE", alpha_beta_gy=None, templa
         for keyword in _TEMPLATE_KEYWORDS:
             if keyword in template:
                 setattr(ds, keyword, template[keyword].value)
+    return ds
+
+
+def _set_pixel_geometry(ds, image, stored, row, col, sign):
+    """Image pixel and plane attributes: 32-bit unsigned frames, spacing, position, orientation and the
+    frame offsets along the slice normal."""
+    import pydicom
 
     spacing = image.GetSpacing()
     frames, rows, columns = stored.shape
@@ -145,12 +143,22 @@ def write_rtdose(image, path, quantity: str = "DOSE", alpha_beta_gy=None, templa
     ds.ImagePositionPatient = [f"{v:.10g}" for v in image.GetOrigin()]
     ds.ImageOrientationPatient = [f"{v:.10g}" for v in (*row, *col)]
     ds.GridFrameOffsetVector = [f"{sign * k * spacing[2]:.10g}" for k in range(frames)]
+
+
+def _set_dose(ds, quantity, summation_type, text, comment, scaling, stored):
+    """RT Dose module: units, type, summation, comment, scaling and the pixel data."""
     ds.DoseUnits = "GY"
     ds.DoseType = QUANTITIES[quantity]
     ds.DoseSummationType = summation_type
     ds.DoseComment = (comment or text)[:64]
     ds.DoseGridScaling = f"{scaling:.9e}"
     ds.PixelData = stored.tobytes()
+
+
+def _save(ds, path) -> Path:
+    """File meta (Explicit VR Little Endian) and an atomic write."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
@@ -161,3 +169,31 @@ def write_rtdose(image, path, quantity: str = "DOSE", alpha_beta_gy=None, templa
     with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return path
+
+
+def write_rtdose(image, path, quantity: str = "DOSE", alpha_beta_gy=None, template=None,
+                 summation_type: str = "PLAN", description: str | None = None, comment: str | None = None) -> Path:
+    """Write `image` (float Gy) as RTDOSE at `path`, atomically.
+
+    quantity: "DOSE" (physical), "BED" or "EQD2" (EFFECTIVE; `alpha_beta_gy` required: a number or a
+    short text such as "organ map"). template: a pydicom Dataset or path of the RTDOSE whose patient,
+    study, frame of reference and referenced plan the new object shares."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    quantity = quantity.upper()
+    if quantity not in QUANTITIES:
+        raise DoseError(f"unknown RTDOSE quantity {quantity!r} (one of {', '.join(QUANTITIES)})", file=path)
+    if summation_type not in SUMMATION_TYPES:
+        raise DoseError(f"unknown DoseSummationType {summation_type!r}", file=path)
+    text = describe(quantity, alpha_beta_gy)
+    direction, row, col, sign = _geometry(image)
+    stored, scaling = _stored_values(image, path)
+
+    if template is not None and not isinstance(template, Dataset):
+        template = pydicom.dcmread(str(template), stop_before_pixels=True)
+
+    ds = _identity(_content_seed(image, stored, text, summation_type, template), text, template)
+    _set_pixel_geometry(ds, image, stored, row, col, sign)
+    _set_dose(ds, quantity, summation_type, text, comment, scaling, stored)
+    return _save(ds, path)

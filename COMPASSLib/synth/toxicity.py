@@ -8,13 +8,14 @@ For each organ at risk (SpinalCord, Heart, Esophagus) of a patient:
      is taken before that day's beam, so it shows I_(k-1): SUV = baseline * (1 + PET_GAIN * I).
   3. signals: dose      = the organ's mean cumulative BED (and, recorded only, the gEUD of the course
                           EQD2 that an LKB model sees, and the mean physical dose)
-              texture   = hot-spot texture: RMS in the organ of (BED - local mean) / (local mean + floor),
-                          local mean a Gaussian of TEXTURE_SIGMA_MM, floor TEXTURE_FLOOR_GY plus
-                          TEXTURE_FLOOR_SHARE of the organ's mean BED (so it measures the shape of the
-                          dose, how much sits in small hot spots, not its level)
+              hotspot_index = dose-heterogeneity (hot-spot) index: RMS in the organ of
+                          (BED - local mean) / (local mean + floor), local mean a Gaussian of
+                          HOTSPOT_SIGMA_MM, floor HOTSPOT_FLOOR_GY plus HOTSPOT_FLOOR_SHARE of the organ's
+                          mean BED (so it measures the shape of the dose, how much sits in small hot
+                          spots, not its level). Not a radiomics texture feature nor a texture map.
               pet_rise  = PET_GAIN * mean I_(K-1) (relative rise of the organ's mean SUV, last vs first PET)
   4. logit P(grade >= 1) = INTERCEPT[organ] + r + W_SENSITIVITY * ln(s)
-                           + W_TEXTURE * (texture - TEXTURE_REF) / TEXTURE_SCALE
+                           + W_HOTSPOT * (hotspot_index - HOTSPOT_REF) / HOTSPOT_SCALE
                            + W_DOSE * ln(mean BED / DOSE_REF_BED_GY[organ])   (relative to the organ's
                              population-typical mean BED: within an organ dose matters, but moderately)
                            + ln(1 - exp(-mean BED / DOSE_GATE_BED_GY))   (no dose, no toxicity)
@@ -41,19 +42,19 @@ ORGANS = ("SpinalCord", "Heart", "Esophagus")
 RADIOSENSITIVITY_SIGMA = 0.9
 INFLAMMATION_BED_GY = {"SpinalCord": 4.0, "Heart": 5.0, "Esophagus": 8.0}
 PET_GAIN = 0.3
-TEXTURE_SIGMA_MM = 6.0
-TEXTURE_FLOOR_GY = 0.05
-TEXTURE_FLOOR_SHARE = 0.5
-TEXTURE_VOXEL_MM = 6.0
+HOTSPOT_SIGMA_MM = 6.0
+HOTSPOT_FLOOR_GY = 0.05
+HOTSPOT_FLOOR_SHARE = 0.5
+HOTSPOT_VOXEL_MM = 6.0
 
 INTERCEPT = {"SpinalCord": -0.5, "Heart": -0.3, "Esophagus": -0.3}
 PATIENT_RISK_SD = 0.6
 W_DOSE = 1.35
 DOSE_GATE_BED_GY = 0.2
 DOSE_REF_BED_GY = {"SpinalCord": 2.5, "Heart": 0.5, "Esophagus": 3.0}
-W_TEXTURE = 0.8
-TEXTURE_REF = 0.15
-TEXTURE_SCALE = 0.03
+W_HOTSPOT = 0.8
+HOTSPOT_REF = 0.15
+HOTSPOT_SCALE = 0.03
 W_SENSITIVITY = 2.2
 GRADE2_AT = 1.5
 GRADE3_AT = 3.0
@@ -85,21 +86,22 @@ def inflammation(bed_gy, organ: str, sensitivity: float):
     return sensitivity * (1.0 - np.exp(-np.asarray(bed_gy) / INFLAMMATION_BED_GY[organ]))
 
 
-def texture(bed_gy: np.ndarray, mask: np.ndarray, spacing_mm) -> float:
-    """Hot-spot texture: RMS inside the organ of the BED's relative deviation from its local mean
-    (Gaussian, TEXTURE_SIGMA_MM), (BED - local) / (local + floor), floor = TEXTURE_FLOOR_GY +
-    TEXTURE_FLOOR_SHARE x the organ's mean BED. Relative, floor included, so it measures how concentrated
-    the dose is in small hot spots whatever the dose level (a dose-level floor would make it a disguised
-    mean dose); the floor keeps the organ's almost unirradiated voxels from counting. Measured on a TEXTURE_VOXEL_MM grid (block means) so that the small
-    and full grids give the same value for the same patient. Dimensionless."""
-    factors = [max(1, int(round(TEXTURE_VOXEL_MM / s))) for s in (spacing_mm[2], spacing_mm[1], spacing_mm[0])]
+def hotspot_index(bed_gy: np.ndarray, mask: np.ndarray, spacing_mm) -> float:
+    """Hot-spot (dose-heterogeneity) index: RMS inside the organ of the BED's relative deviation from
+    its local mean (Gaussian, HOTSPOT_SIGMA_MM), (BED - local) / (local + floor), floor =
+    HOTSPOT_FLOOR_GY + HOTSPOT_FLOOR_SHARE x the organ's mean BED. Relative, floor included, so it
+    measures how concentrated the dose is in small hot spots whatever the dose level (a dose-level floor
+    would make it a disguised mean dose); the floor keeps the organ's almost unirradiated voxels from
+    counting. Measured on a HOTSPOT_VOXEL_MM grid (block means) so that the small and full grids give
+    the same value for the same patient. Dimensionless."""
+    factors = [max(1, int(round(HOTSPOT_VOXEL_MM / s))) for s in (spacing_mm[2], spacing_mm[1], spacing_mm[0])]
     bed, share = _block_mean(bed_gy, factors), _block_mean(mask.astype(np.float64), factors)
     inside = share >= 0.5
     if not inside.any():          # an organ thinner than a coarse voxel: keep every voxel it touches
         inside = share > 0
-    sigma = [TEXTURE_SIGMA_MM / (s * f) for s, f in zip((spacing_mm[2], spacing_mm[1], spacing_mm[0]), factors)]
+    sigma = [HOTSPOT_SIGMA_MM / (s * f) for s, f in zip((spacing_mm[2], spacing_mm[1], spacing_mm[0]), factors)]
     local = gaussian_filter(bed, sigma, mode="nearest")[inside]
-    floor = TEXTURE_FLOOR_GY + TEXTURE_FLOOR_SHARE * float(bed[inside].mean())
+    floor = HOTSPOT_FLOOR_GY + HOTSPOT_FLOOR_SHARE * float(bed[inside].mean())
     return float(np.sqrt(np.mean(((bed[inside] - local) / (local + floor)) ** 2)))
 
 
@@ -122,7 +124,7 @@ def organ_signals(fraction_doses, mask: np.ndarray, organ: str, sensitivity: flo
     eqd2 = beds[-1] / (1.0 + 2.0 / ab)
     final_bed = np.zeros(mask.shape)
     final_bed[mask] = beds[-1]
-    # Roughness is measured on the whole BED map so the organ's edges see their true neighbourhood.
+    # The hot-spot index is measured on the whole BED map so the organ's edges see their true neighbourhood.
     full_bed = cumulative_bed(fraction_doses, ab)[-1]
     injury = [float(inflammation(b, organ, sensitivity).mean()) for b in beds]
     k = len(fraction_doses)
@@ -130,7 +132,7 @@ def organ_signals(fraction_doses, mask: np.ndarray, organ: str, sensitivity: flo
         "mean_bed_gy": float(beds[-1].mean()),
         "mean_dose_gy": float(sum(d[mask].mean() for d in fraction_doses)),
         "geud_eqd2_gy": geud(np.maximum(eqd2, 1e-6), geud_n(organ)),
-        "texture": texture(full_bed, mask, spacing_mm),
+        "hotspot_index": hotspot_index(full_bed, mask, spacing_mm),
         "pet_rise": PET_GAIN * (injury[k - 2] if k >= 2 else 0.0),
         "injury": injury,
     }
@@ -140,7 +142,7 @@ def draw_outcome(rng: np.random.Generator, organ: str, sensitivity: float, signa
                  patient_risk: float = 0.0) -> dict:
     """Grade (0-3), onset fraction (None when grade 0) and the probability the model gave."""
     z = (INTERCEPT[organ] + patient_risk + W_SENSITIVITY * np.log(sensitivity)
-         + W_TEXTURE * (signals["texture"] - TEXTURE_REF) / TEXTURE_SCALE
+         + W_HOTSPOT * (signals["hotspot_index"] - HOTSPOT_REF) / HOTSPOT_SCALE
          + W_DOSE * np.log(max(signals["mean_bed_gy"], 1e-3) / DOSE_REF_BED_GY[organ])
          + np.log(max(1.0 - np.exp(-signals["mean_bed_gy"] / DOSE_GATE_BED_GY), 1e-9)))
     p = 1.0 / (1.0 + np.exp(-z))
@@ -161,9 +163,10 @@ def pet_crossing(injury) -> int:
 
 def parameters() -> dict:
     """Every parameter of the hidden model (recorded in ground_truth.json)."""
-    names = ("ORGANS", "RADIOSENSITIVITY_SIGMA", "INFLAMMATION_BED_GY", "PET_GAIN", "TEXTURE_SIGMA_MM",
-             "TEXTURE_FLOOR_GY", "TEXTURE_FLOOR_SHARE", "TEXTURE_VOXEL_MM",
-             "INTERCEPT", "PATIENT_RISK_SD", "W_DOSE", "DOSE_REF_BED_GY", "DOSE_GATE_BED_GY", "W_TEXTURE", "TEXTURE_REF", "TEXTURE_SCALE",
+    names = ("ORGANS", "RADIOSENSITIVITY_SIGMA", "INFLAMMATION_BED_GY", "PET_GAIN", "HOTSPOT_SIGMA_MM",
+             "HOTSPOT_FLOOR_GY", "HOTSPOT_FLOOR_SHARE", "HOTSPOT_VOXEL_MM",
+             "INTERCEPT", "PATIENT_RISK_SD", "W_DOSE", "DOSE_REF_BED_GY", "DOSE_GATE_BED_GY",
+             "W_HOTSPOT", "HOTSPOT_REF", "HOTSPOT_SCALE",
              "W_SENSITIVITY", "GRADE2_AT", "GRADE3_AT", "ONSET_PET_RISE", "ONSET_LAG_FRACTIONS")
     g = globals()
     return {n.lower(): g[n] for n in names}

@@ -3,7 +3,7 @@
 Prints, per grid size, seconds per patient for the simulation alone (draw_truth: anatomy, beams, BED,
 hidden truth) and for the whole generate_cohort (plus DICOM writing), their ratio, and the time a
 100-patient cohort would take. With --truth it also prints the separability of the hidden model on a
-40-patient cohort (toxic rate; AUC of mean dose, gEUD, texture and PET rise), the figures quoted in
+40-patient cohort (toxic rate; AUC of mean dose, gEUD, hot-spot index and PET rise), the figures quoted in
 docs/synthetic_cohort.md.
 
     .venv/bin/python Testing/Benchmarks/bench_synth.py [--patients 4] [--fractions 5] [--sizes small full] [--truth]
@@ -62,7 +62,8 @@ def main(argv=None) -> int:
                 return mannwhitneyu(x[toxic], x[~toxic]).statistic / (toxic.sum() * (~toxic).sum())
 
             print(f"  truth seed {seed}: toxic {toxic.mean():.2f} | AUC mean dose {auc('mean_dose_gy'):.2f} "
-                  f"gEUD {auc('geud_eqd2_gy'):.2f} texture {auc('texture'):.2f} PET rise {auc('pet_rise'):.2f} "
+                  f"gEUD {auc('geud_eqd2_gy'):.2f} hot-spot index {auc('hotspot_index'):.2f} "
+                  f"PET rise {auc('pet_rise'):.2f} "
                   f"(hidden radiosensitivity {auc('radiosensitivity'):.2f})")
     return 0
 
