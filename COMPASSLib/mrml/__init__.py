@@ -20,12 +20,14 @@ Modules, each importing only those above it:
     patient      a patient's fraction series in the subject hierarchy, BED/EQD2 maps, provenance node,
                  `load_patient`
     texture      dose-texture overlays (colour table, legend, slice-view foreground)
+    dicom_scene  series loaded through Slicer's DICOM module (SlicerRT) found by study -> a cohort manifest
 The names below are the public API (`from COMPASSLib import mrml; mrml.load_patient(...)`).
 """
 from __future__ import annotations
 
 from COMPASSLib.mrml.bundle import load_scene, save_scene
 from COMPASSLib.mrml.coordinates import LPS_TO_RAS, ijk_to_ras, node_ijk_to_ras, volume_to_image
+from COMPASSLib.mrml.dicom_scene import patient_studies, scene_cohort, scene_patients
 from COMPASSLib.mrml.nodes import (ATTRIBUTE_PREFIX, ORGAN_COLOURS, add_segmentation, add_sequence, add_volume,
                                    organ_colour, segment_array)
 from COMPASSLib.mrml.patient import (MODALITIES, PatientNodes, add_dose_maps, add_fraction_series, add_provenance,
@@ -41,7 +43,8 @@ __all__ = [
     "add_dose_maps", "add_fraction_series", "add_provenance", "add_risk_plot", "add_risk_table",
     "add_segmentation", "add_sequence", "add_texture_files", "add_texture_maps", "add_texture_overlay",
     "add_volume", "get_scene", "has_app", "ijk_to_ras", "load_patient", "load_scene", "module_logics",
-    "new_scene", "node_ijk_to_ras", "nodes_by_class", "organ_colour", "read_fractions", "read_risk",
+    "new_scene", "node_ijk_to_ras", "nodes_by_class", "organ_colour", "patient_studies", "read_fractions",
+    "read_risk", "scene_cohort", "scene_patients",
     "release_scene", "report", "save_scene", "scaled", "segment_array", "show_overlay", "show_plot",
     "texture_colour_table", "volume_to_image",
 ]
