@@ -74,7 +74,9 @@ def run_pipeline(args, cohort) -> Path:
 
 
 def patient_scene(cohort, patient_id: str, risk, out_dir: Path, reference="ct", bed=True, progress=None) -> Path:
-    """Build one patient's scene (fraction series, BED/EQD2, risk table and chart) and save its .mrb."""
+    """Build one patient's scene (fraction series, BED/EQD2, risk table and chart), save its .mrb and
+    free the scene again, in the Slicer application as on slicer-core: a batch run holds one patient's
+    voxels at a time, however many patients it writes."""
     from COMPASSLib import mrml
 
     scene = mrml.new_scene()
@@ -82,8 +84,19 @@ def patient_scene(cohort, patient_id: str, risk, out_dir: Path, reference="ct", 
         mrml.load_patient(cohort, patient_id, scene, reference=reference, risk=risk, bed=bed, progress=progress)
         return mrml.save_scene(out_dir / "scenes" / f"{patient_id}.mrb", scene)
     finally:
-        if not mrml.has_app():
-            mrml.release_scene(scene)   # one patient's voxels in memory at a time
+        mrml.release_scene(scene)
+
+
+def write_scenes(cohort, patients, risk, out_dir: Path, reference="ct", bed=True, after_each=None) -> list:
+    """One .mrb per patient (patient_scene); `after_each(patient_id, path)` is called after each one."""
+    scenes = []
+    for i, pid in enumerate(patients):
+        log.info("scene %d/%d: %s", i + 1, len(patients), pid)
+        scenes.append(patient_scene(cohort, pid, risk, out_dir, reference, bed))
+        _say(f"wrote {scenes[-1]}")
+        if after_each is not None:
+            after_each(pid, scenes[-1])
+    return scenes
 
 
 def main(argv=None) -> int:
@@ -109,12 +122,8 @@ def main(argv=None) -> int:
         unknown = sorted(set(patients) - set(cohort.patient_ids))
         if unknown:
             raise InputError(f"patients not in the cohort: {', '.join(unknown)}", file=cohort.root / "cohort.json")
-        scenes = []
-        if not args.no_scenes:
-            for i, pid in enumerate(patients):
-                log.info("scene %d/%d: %s", i + 1, len(patients), pid)
-                scenes.append(patient_scene(cohort, pid, risk, args.out, args.reference, not args.no_bed))
-                _say(f"wrote {scenes[-1]}")
+        scenes = [] if args.no_scenes else write_scenes(cohort, patients, risk, args.out, args.reference,
+                                                         not args.no_bed)
         write_json(args.out / "scenes" / "provenance.json" if scenes else args.out / "batch_provenance.json",
                    record(settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                           inputs={"risk.csv": sha256_file(risk_path)},

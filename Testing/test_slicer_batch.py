@@ -80,3 +80,46 @@ def test_batch_unknown_patient_is_an_input_error(cohort_json, tmp_path, capsys):
     code = batch.main(["--cohort", str(cohort_json), "--out", str(tmp_path / "o"), "--risk", str(risk),
                        "--patients", "NOBODY"])
     assert code == 2 and "NOBODY" in capsys.readouterr().err
+
+
+def _resident_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class _SlicerAppStandIn:
+    """`slicer.app` as the batch script sees it inside `Slicer --no-main-window` (the only stand-in here:
+    scenes, nodes and logics are the real slicer-core ones)."""
+
+    def testingEnabled(self):
+        return False
+
+
+def test_batch_in_slicers_mode_keeps_scenes_and_memory_flat(tmp_path_factory, monkeypatch, capsys):
+    from COMPASSLib.cohort import Cohort
+    from COMPASSLib.mrml import scene as mrml_scene
+    from COMPASSLib.synth import generate_cohort
+
+    folder = tmp_path_factory.mktemp("six")
+    cohort_path = generate_cohort(folder / "cohort", patients=6, fractions=2, seed=5, size="small")
+    cohort = write_risk(cohort_path, folder / "risk.csv")
+    risk = mrml.read_risk(folder / "risk.csv")
+    monkeypatch.setattr(slicer, "app", _SlicerAppStandIn(), raising=False)
+    monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)   # the app's main scene
+    assert mrml.has_app()
+    held, rss = [], []
+
+    def after_each(pid, path):
+        held.append(len(mrml_scene._LOGICS))
+        rss.append(_resident_mib())
+
+    scenes = batch.write_scenes(cohort, cohort.patient_ids, risk, folder / "out", after_each=after_each)
+    assert len(scenes) == 6 and all(p.is_file() for p in scenes)
+    with capsys.disabled():
+        print(f"\nbatch in Slicer's mode, 6 patients: scenes held after each {held}; "
+              f"resident MiB after each {[round(r) for r in rss]}")
+    assert held == [0] * 6, "every patient's scene must be released after its .mrb is written"
+    # after the first patient (libraries and caches loaded) memory stays flat: less than a patient's worth
+    assert max(rss[1:]) - rss[1] < 40, rss
