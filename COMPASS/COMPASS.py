@@ -2,74 +2,75 @@
 
 The module is thin: the widget binds the UI to a typed parameter node and calls one logic method per
 button; the logic has no Qt and hands all scene work to COMPASSLib.mrml, all computation to COMPASSLib,
-so it also runs headless (batch mode, the slicer-core wheel in tests).
-"""
-from __future__ import annotations
+so it also runs without the widget (batch mode, the self test).
 
+Python packages, the Slicer way, on first use and only after the user agrees (one question for all of
+them, COMPASSLogic.ensureDependencies, asked before every button, the Sample Data loader and the self
+test; nothing is imported or installed before): pyradiomics comes from the SlicerRadiomics extension,
+PyTorch from the PyTorch extension (PyTorchUtils picks the CUDA or CPU build), the rest
+(Resources/requirements.txt) through slicer.packaging.pip_ensure with Resources/constraints.txt, which
+pins the packages Slicer bundles at Slicer's versions. In testing mode nothing is installed and the self
+test is skipped, naming what is missing.
+"""
+import importlib.util
 import logging
 import os
 import sys
 import tempfile
+import unittest
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple, Optional
 
 # Developer mode (the source folder added to Slicer's module paths, nothing built): COMPASSLib sits in
 # the folder above this file. In an installed extension CMake puts it beside this file instead.
-try:
-    import COMPASSLib  # noqa: F401
-except ImportError:
-    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if importlib.util.find_spec("COMPASSLib") is None:
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import slicer
+import slicer.packaging
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
 
-try:
-    from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-    from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                               ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
-    from slicer.util import VTKObservationMixin
-except ImportError:
-    # The slicer-core wheel (headless tests) has MRML but not the application framework: keep the
-    # logic and the parameter declarations importable; the module and widget need the application.
-    import unittest
+from COMPASSLib import mrml
+from COMPASSLib.errors import CompassError
+from COMPASSLib.progress import Cancelled, report
 
-    def parameterNodeWrapper(cls):
-        return cls
+RESOURCES = Path(__file__).resolve().parent / "Resources"
+REQUIREMENTS = RESOURCES / "requirements.txt"   # installed with pip (slicer.packaging.pip_ensure)
+CONSTRAINTS = RESOURCES / "constraints.txt"     # the packages Slicer bundles, at Slicer's versions
+# Packages that Slicer extensions provide (CMakeLists.txt EXTENSION_DEPENDS), never pip: requirement -> extension.
+EXTENSION_REQUIREMENTS = {"torch>=2.2": "PyTorch", "pyradiomics>=3": "SlicerRadiomics"}
 
-    def WithinRange(low, high):  # noqa: N802 - Slicer's name
-        return (low, high)
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self, *args, **kwargs):
-            pass
-
-    class ScriptedLoadableModule(ScriptedLoadableModuleLogic):
-        pass
-
-    class ScriptedLoadableModuleWidget(ScriptedLoadableModuleLogic):
-        pass
-
-    class VTKObservationMixin(ScriptedLoadableModuleLogic):
-        pass
-
-    class ScriptedLoadableModuleTest(unittest.TestCase):
-        pass
-
-try:
-    from slicer.i18n import tr as _
-except ImportError:   # Slicer before 5.4 and slicer-core: untranslated
-    def _(text):
-        return text
-
-from COMPASSLib import mrml  # noqa: E402
-from COMPASSLib.errors import CompassError  # noqa: E402
-from COMPASSLib.progress import Cancelled, report  # noqa: E402
-
+SAMPLE_NAME = "COMPASSSyntheticThorax"
 SAMPLE_COHORT = {"patients": 3, "fractions": 5, "seed": 0, "size": "small"}
 
 
 def _given(path) -> bool:
     """An empty path field of the parameter node reads back as Path('.')."""
     return path is not None and str(path) not in ("", ".")
+
+
+class Missing(NamedTuple):
+    """A requirement this Slicer does not satisfy, and the extension that provides it (None: pip)."""
+    requirement: str
+    extension: Optional[str] = None
+
+    def describe(self) -> str:
+        if self.extension is None:
+            return self.requirement
+        return _("{requirement} (from the {extension} extension)").format(requirement=self.requirement,
+                                                                          extension=self.extension)
+
+
+class MissingPackages(CompassError):
+    """Python packages COMPASS needs that cannot be installed from here (or were not installed)."""
+
+    def __init__(self, message: str, missing: list):
+        super().__init__(message)
+        self.missing = list(missing)
 
 
 #
@@ -92,35 +93,34 @@ class COMPASS(ScriptedLoadableModule):
             "risk.csv as a table and chart, and overlay voxelwise dose-texture maps. "
             "Research software: not for clinical use.")
         self.parent.acknowledgementText = _(
-            "After the COMPASS method (arXiv 2602.18496). Uses pyradiomics, PyTorch, SimpleITK, pydicom "
-            "and 3D Slicer's Sequences, Segmentations and Plots modules.")
+            "After the COMPASS method (arXiv 2602.18496). Uses pyradiomics (SlicerRadiomics), PyTorch "
+            "(PyTorch extension), SimpleITK, pydicom and 3D Slicer's Sequences, Segmentations and Plots modules.")
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 def registerSampleData():
-    """Offer the synthetic cohort in the Sample Data module. It is generated locally (no download):
-    the loader writes it into Slicer's temporary folder and loads its first patient."""
-    try:
-        import SampleData
-    except ImportError:
-        return
-    icons = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
+    """Offer the synthetic cohort in the Sample Data module. Nothing is downloaded (no URIs, no files):
+    the loader checks the dependencies, writes the cohort into Slicer's temporary folder and loads its
+    first patient."""
+    import SampleData
 
-    def load(source=None):
-        logic = COMPASSLogic()
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="COMPASS", sampleName=SAMPLE_NAME, uris=[], fileNames=[], nodeNames=[],
+        thumbnailFileName=str(RESOURCES / "Icons" / "COMPASS.png"), customDownloader=loadSampleData)
+
+
+def loadSampleData(source=None) -> list:
+    """The Sample Data loader: the first patient of a freshly generated synthetic cohort; returns its
+    first CT (the fraction's own node where load_patient keeps one, else the CT the views show: the
+    browser's proxy node of the CT sequence)."""
+    logic = COMPASSLogic()
+    with slicer.util.tryWithErrorDisplay(_("COMPASS: the sample cohort could not be loaded.")):
         if not logic.ensureDependencies(askUser=slicer.util.confirmOkCancelDisplay):
             return []
         cohort_json = logic.generateSampleCohort(Path(slicer.app.temporaryPath) / "COMPASS-sample")
         nodes = logic.loadPatient(cohort_json, logic.patientIds(cohort_json)[0])
-        return [slicer.mrmlScene.GetNodeByID(nodes.volumes[("ct", min(nodes.fractions))])]
-
-    try:
-        SampleData.SampleDataLogic.registerCustomSampleDataSource(
-            category="COMPASS", sampleName="COMPASSSyntheticThorax", uris=None, fileNames=None,
-            nodeNames="COMPASS synthetic thorax", thumbnailFileName=os.path.join(icons, "COMPASS.png"),
-            loadFileType=None, customDownloader=load)
-    except TypeError:   # older SampleData signature without customDownloader: skip, the button remains
-        logging.info("COMPASS: SampleData too old for generated sample data; use 'Generate sample cohort'")
+    kept = nodes.volumes.get(("ct", min(nodes.fractions)))    # the first fraction's own CT node, where kept
+    return [slicer.mrmlScene.GetNodeByID(kept) if kept else nodes.proxy(slicer.mrmlScene, "ct")]
 
 
 #
@@ -143,8 +143,8 @@ class COMPASSParameterNode:
 # COMPASSWidget
 #
 class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Thin UI: each button is one logic call; errors become message boxes; long work has progress
-    and a Cancel button."""
+    """Thin UI: each button is one logic call after the one dependency check; errors become message
+    boxes; long work has progress and a Cancel button."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -176,7 +176,7 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.cancelButton.enabled = False
         self.ui.progressBar.setVisible(False)
-        self.ui.gpuStatusLabel.text = _("GPU available") if self.logic.gpuAvailable() else _("no GPU: CPU only")
+        self.ui.gpuStatusLabel.text = self.logic.gpuStatus()   # torch is not imported here
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -208,16 +208,26 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
 
-    # --- long work: progress, cancel, errors -----------------------------------------------------
+    # --- long work: dependencies, progress, cancel, errors ---------------------------------------
     def _progress(self, value: float, message: str) -> bool:
         self.ui.progressBar.value = int(round(100 * value))
         self.ui.statusLabel.text = message
         slicer.app.processEvents()   # keeps Cancel clickable during the work
         return not self._cancelRequested
 
+    def _dependenciesReady(self, what: str) -> bool:
+        """The one dependency check before any work: nothing missing, or installed after one question."""
+        with slicer.util.tryWithErrorDisplay(_("COMPASS: the Python packages it needs are not available.")):
+            if self.logic.ensureDependencies(askUser=slicer.util.confirmOkCancelDisplay):
+                return True
+        self.ui.statusLabel.text = _("{what}: needs Python packages that are not installed").format(what=what)
+        return False
+
     def _run(self, what: str, work):
-        """Run one logic call with progress and Cancel; a failure shows one message box whose text is
-        the CompassError's line (what is wrong, patient, fraction, file), details in the box."""
+        """Run one logic call with progress and Cancel, after the dependency check; a failure shows one
+        message box whose text is the CompassError's line (what is wrong, patient, fraction, file)."""
+        if not self._dependenciesReady(what):
+            return None
         self._cancelRequested = False
         self.ui.progressBar.setVisible(True)
         self.ui.progressBar.value = 0
@@ -237,7 +247,9 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cancelRequested = True
 
     def _device(self) -> str:
-        return self.logic.device(self._parameterNode.useGPU)
+        device = self.logic.device(self._parameterNode.useGPU)   # imports torch: after the dependency check
+        self.ui.gpuStatusLabel.text = _("computing on {device}").format(device=device)
+        return device
 
     def _patient(self) -> str:
         return self.ui.patientComboBox.currentText
@@ -253,20 +265,17 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRefreshPatients(self) -> None:
         ids = self._run(_("reading the cohort"), lambda: self.logic.patientIds(self._parameterNode.cohortPath))
-        self.ui.patientComboBox.clear()
-        self.ui.patientComboBox.addItems(ids or [])
+        if ids is not None:
+            self.ui.patientComboBox.clear()
+            self.ui.patientComboBox.addItems(ids)
 
     def onLoadPatient(self) -> None:
-        if not self.logic.ensureDependencies(askUser=slicer.util.confirmOkCancelDisplay):
-            return
         p = self._parameterNode
         risk = p.riskPath if _given(p.riskPath) else None
         self._patientNodes = self._run(_("loading the patient"), lambda: self.logic.loadPatient(
             p.cohortPath, self._patient(), risk=risk, progress=self._progress)) or self._patientNodes
 
     def onRunTwin(self) -> None:
-        if not self.logic.ensureDependencies(askUser=slicer.util.confirmOkCancelDisplay):
-            return
         p = self._parameterNode
         model = p.modelPath if _given(p.modelPath) else None
         risk = self._run(_("running the twin"), lambda: self.logic.runTwin(
@@ -304,80 +313,95 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        # numba (texture maps) writes its compile cache beside COMPASSLib/features/_glcm_cpu.py unless
+        # told otherwise; an installed extension's folder may be read-only. Set before numba is imported.
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(self.numbaCacheFolder()))
 
     def getParameterNode(self):
         return COMPASSParameterNode(super().getParameterNode())
 
+    @staticmethod
+    def numbaCacheFolder() -> Path:
+        """A per-user folder for numba's compile cache: under Slicer's cache folder."""
+        return Path(slicer.app.cachePath) / "COMPASS" / "numba"
+
     # dependencies ------------------------------------------------------------------------------
     @staticmethod
     def requirements() -> list:
-        """Requirement lines of Resources/requirements.txt (torch is handled by ensureTorch)."""
-        path = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
-        lines = [line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        return [line for line in lines if line]
+        """The pip-installed requirements (Resources/requirements.txt) as strings."""
+        return [str(r) for r in slicer.packaging.load_requirements(REQUIREMENTS)]
 
     @classmethod
-    def missingRequirements(cls) -> list:
-        """Requirements not satisfied by the installed packages (checked without importing them)."""
-        import importlib.metadata
-
-        from packaging.requirements import Requirement
-
-        missing = []
-        for line in cls.requirements():
-            req = Requirement(line)
-            try:
-                if not req.specifier.contains(importlib.metadata.version(req.name), prereleases=True):
-                    missing.append(line)
-            except importlib.metadata.PackageNotFoundError:
-                missing.append(line)
+    def missingDependencies(cls) -> list:
+        """Requirements this Slicer does not satisfy (Missing), from package metadata: nothing is imported."""
+        missing = [Missing(r) for r in cls.requirements() if not slicer.packaging.pip_check(r)]
+        missing += [Missing(r, extension) for r, extension in EXTENSION_REQUIREMENTS.items()
+                    if not slicer.packaging.pip_check(r)]
         return missing
 
+    @staticmethod
+    def consentText(missing: list) -> str:
+        return _("COMPASS needs Python packages that are not installed yet. They will be downloaded and "
+                 "installed now (this may take several minutes); the packages 3D Slicer bundles stay at "
+                 "their versions:\n\n{packages}\n\nContinue?").format(
+            packages="\n".join(f"- {m.describe()}" for m in missing))
+
     def ensureDependencies(self, askUser=None) -> bool:
-        """Install what is missing, on first use and only after `askUser(text)` agrees; never at
-        import time and never in testing mode (there a missing package is an error)."""
-        missing = self.missingRequirements()
+        """True when every package COMPASS needs is there, else one question (`askUser(text)`, by default
+        Slicer's OK/Cancel box) and, after OK, the install: torch through the PyTorch extension, the rest
+        through pip_ensure with the constraints file. False when the user declines, and always in
+        testing mode, which installs nothing. Raises MissingPackages for what only an extension provides
+        (pyradiomics: SlicerRadiomics; torch without the PyTorch extension) and for a failed install."""
+        missing = self.missingDependencies()
         if not missing:
             return True
-        text = _("COMPASS needs these Python packages, which will be downloaded and installed now "
-                 "(this may take several minutes):\n\n{packages}").format(packages="\n".join(missing))
-        testing = hasattr(slicer, "app") and slicer.app.testingEnabled()
-        if testing or askUser is None or not askUser(text):
-            if testing:
-                raise CompassError("missing Python packages in testing mode: " + ", ".join(missing))
+        if slicer.app.testingEnabled():
+            logging.info("COMPASS: testing mode installs nothing; missing: "
+                         + ", ".join(m.requirement for m in missing))
             return False
-        torch_lines = [m for m in missing if m.lower().startswith("torch")]
-        others = [m for m in missing if m not in torch_lines]
-        if torch_lines:
-            self.installTorch(torch_lines[0])
-        if others:
-            slicer.util.pip_install(others)
-        return not self.missingRequirements()
+        torchInstaller = importlib.util.find_spec("PyTorchUtils") is not None
+        unavailable = [m for m in missing if m.extension and not (m.extension == "PyTorch" and torchInstaller)]
+        if unavailable:
+            raise MissingPackages(
+                _("COMPASS needs {packages}: install the {extensions} extension with the Extensions Manager "
+                  "and restart Slicer").format(packages=", ".join(m.requirement for m in unavailable),
+                                               extensions=", ".join(sorted({m.extension for m in unavailable}))),
+                unavailable)
+        if not (askUser or slicer.util.confirmOkCancelDisplay)(self.consentText(missing)):
+            logging.info("COMPASS: installing Python packages declined")
+            return False
+        for m in missing:
+            if m.extension == "PyTorch":
+                self.installTorch(m.requirement)
+        pipMissing = [m.requirement for m in missing if m.extension is None]
+        if pipMissing:
+            slicer.packaging.pip_ensure(pipMissing, constraints=CONSTRAINTS, prompt_install=False,
+                                        requester="COMPASS")
+        still = self.missingDependencies()
+        if still:
+            raise MissingPackages(_("COMPASS: still missing after the installation: {packages}").format(
+                packages=", ".join(m.requirement for m in still)), still)
+        return True
 
     @staticmethod
-    def installTorch(requirement: str = "torch") -> None:
-        """PyTorch through the PyTorch extension (it picks the CUDA or CPU build for this machine),
-        else pip: CUDA build where an NVIDIA driver is present, CPU build otherwise."""
-        try:
-            import PyTorchUtils
-        except ImportError:
-            PyTorchUtils = None
-        if PyTorchUtils is not None:
-            torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torch_logic.torchInstalled():
-                torch_logic.installTorch(askConfirmation=False, torchVersionRequirement=requirement[5:] or None)
-            return
-        import shutil
+    def installTorch(requirement: str) -> None:
+        """PyTorch through the PyTorch extension, which picks the CUDA or CPU build for this machine
+        (asked already: no second question)."""
+        import PyTorchUtils
+        from packaging.requirements import Requirement
 
-        index = None if shutil.which("nvidia-smi") else "https://download.pytorch.org/whl/cpu"
-        slicer.util.pip_install([requirement] + (["--index-url", index] if index else []))
+        specifier = str(Requirement(requirement).specifier) or None
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                         torchVersionRequirement=specifier) is None:
+            raise MissingPackages(_("COMPASS: PyTorch was not installed"), [Missing(requirement, "PyTorch")])
 
     # work --------------------------------------------------------------------------------------
     @staticmethod
-    def gpuAvailable() -> bool:
-        from COMPASSLib.devices import cuda_available
-
-        return cuda_available()
+    def gpuStatus() -> str:
+        """What can be said about the GPU without importing torch (it is imported when a run starts)."""
+        if not slicer.packaging.pip_check("torch"):
+            return _("GPU: unknown until the Python packages are installed")
+        return _("GPU: checked when the twin or texture maps run")
 
     @staticmethod
     def device(useGPU: bool) -> str:
@@ -448,13 +472,23 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
 # COMPASSTest
 #
 class COMPASSTest(ScriptedLoadableModuleTest):
-    """Self test (Slicer's Reload and Test, and ctest): sample cohort -> patient in the scene -> .mrb."""
+    """Self test (Slicer's Reload and Test, and ctest): sample cohort -> patient in the scene -> .mrb.
+    It needs COMPASS's Python packages; where they are missing and testing mode installs nothing (the
+    extension build servers), it is skipped, naming them."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
+        self.logic = COMPASSLogic()
+        if not self.logic.ensureDependencies(askUser=slicer.util.confirmOkCancelDisplay):
+            self.skipTest("COMPASS self test skipped, Python packages not installed: "
+                          + ", ".join(m.requirement for m in self.logic.missingDependencies()))
 
     def runTest(self):
-        self.setUp()
+        try:
+            self.setUp()
+        except unittest.SkipTest as skipped:
+            self.delayDisplay(str(skipped))
+            return
         self.test_COMPASS_sample_patient()
 
     def test_COMPASS_sample_patient(self):
@@ -462,7 +496,7 @@ class COMPASSTest(ScriptedLoadableModuleTest):
 
         from COMPASSLib.cohort import Cohort
 
-        logic = COMPASSLogic()
+        logic = self.logic
         with tempfile.TemporaryDirectory(prefix="COMPASS-selftest-") as folder:
             work = Path(folder)
             cohort = logic.generateSampleCohort(work / "cohort", patients=1, fractions=2)

@@ -1,7 +1,11 @@
-"""Static checks of the Slicer side (no application needed): the widget's `self.ui.<name>` exist in
-COMPASS.ui with a class that has what the widget uses; every parameter-node field has a bound widget of
-a matching class; CMake lists every Python file of COMPASS/ and COMPASSLib/ and every library resource;
-the .s4ext and the ExtensionsIndex JSON hold the required keys; the icons are 128x128 PNGs.
+"""Checks of the Slicer side without an application: the widget's `self.ui.<name>` exist in COMPASS.ui
+with a class that has what the widget uses; every parameter-node field has a bound widget of a matching
+class; CMake lists every Python file of COMPASS/ and COMPASSLib/ and every library resource; the
+extension configures, builds and installs through Slicer's real CMake macros (../shared/slicer/CMake)
+and the installed module loads; every package the library imports is provided to the module (pip
+requirement, extension dependency, bundled with Slicer, or optional); the extension dependencies are
+declared in CMakeLists.txt, the .s4ext and COMPASS.json; COMPASS.json passes the Extensions Index
+checker's offline checks; the icons are 128x128 PNGs.
 
 Keep the CMake lists in sync after adding files:
     .venv/bin/python Testing/test_slicer_static.py --write-cmake-lists
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -18,8 +23,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MODULE = REPO / "COMPASS" / "COMPASS.py"
-UI = REPO / "COMPASS" / "Resources" / "UI" / "COMPASS.ui"
+# The module folder; COMPASS_MODULE_DIR points the checks at another copy (e.g. an older COMPASS.py).
+MODULE_DIR = Path(os.environ.get("COMPASS_MODULE_DIR", REPO / "COMPASS"))
+MODULE = MODULE_DIR / "COMPASS.py"
+UI = MODULE_DIR / "Resources" / "UI" / "COMPASS.ui"
 MODULE_CMAKE = REPO / "COMPASS" / "CMakeLists.txt"
 BEGIN, END = "# BEGIN COMPASSLib files (generated)", "# END COMPASSLib files (generated)"
 # Folders of Resources/ that are the extension's catalogue assets, not tables the library reads.
@@ -42,7 +49,7 @@ SIGNALS = {"clicked(bool)": BUTTONS, "toggled(bool)": {"QCheckBox", *BUTTONS},
            "currentIndexChanged(int)": {"QComboBox", "ctkComboBox"}}
 # Parameter-node field types -> widget classes parameterNodeWrapper's connectGui binds them to.
 FIELD_WIDGETS = {"Path": {"ctkPathLineEdit"}, "bool": {"QCheckBox", "ctkCheckBox"},
-                 "str": {"QLineEdit", "QComboBox"}, "int": {"QSpinBox", "ctkSliderWidget"},
+                 "str": {"QLineEdit"}, "int": {"QSpinBox", "ctkSliderWidget"},   # a QComboBox needs a Choice annotation
                  "float": {"QDoubleSpinBox", "ctkSliderWidget", "ctkDoubleSpinBox"}}
 
 
@@ -213,41 +220,82 @@ def test_installed_layout_finds_the_resources(tmp_path, monkeypatch):
     assert Path(proc.stdout.strip()) == lib / "COMPASSLib" / "Resources"
 
 
-# A stand-in for Slicer's build tree with only what COMPASS's CMake files call, to configure and install
-# the extension here (no Slicer build on these machines). The macros copy and install like CTK's.
-_STUB_USE_SLICER = """
-set(Slicer_QTSCRIPTEDMODULES_LIB_DIR "lib/Slicer-5.8/qt-scripted-modules")
-set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR "lib/Slicer-5.8/qt-scripted-modules")
-set(BUILD_TESTING OFF)
-macro(ctkMacroCompilePythonScript)
-  cmake_parse_arguments(_py "NO_INSTALL_SUBDIR;GLOBAL_TARGET" "TARGET_NAME;SOURCE_DIR;DESTINATION_DIR;INSTALL_DIR"
-                        "SCRIPTS;RESOURCES" ${ARGN})
-  if(NOT DEFINED _py_SOURCE_DIR)
-    set(_py_SOURCE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
-  endif()
-  foreach(_f ${_py_SCRIPTS} ${_py_RESOURCES})
-    if(NOT EXISTS "${_py_SOURCE_DIR}/${_f}")
-      message(FATAL_ERROR "missing ${_py_SOURCE_DIR}/${_f}")
-    endif()
-    configure_file("${_py_SOURCE_DIR}/${_f}" "${_py_DESTINATION_DIR}/${_f}" COPYONLY)
-  endforeach()
-  install(DIRECTORY "${_py_DESTINATION_DIR}/" DESTINATION "${_py_INSTALL_DIR}")
+# A stand-in for what `find_package(Slicer)` and UseSlicer.cmake give an extension: variables, CTK's two
+# helpers that ../shared lacks (ctkMacroParseArguments, the byte-compile script template), and
+# Slicer's test launcher. The macros COMPASS's CMake files call are Slicer's and CTK's real files from
+# ../shared/slicer/CMake: slicerMacroBuildScriptedModule, ctkMacroCompilePythonScript (copies at
+# build time, byte-compiles, installs) and slicer_add_python_unittest (a ctest through CMake's own
+# ExternalData_add_test).
+SHARED_CMAKE = Path(__file__).resolve().parents[2] / "shared" / "slicer" / "CMake"
+SCRIPTED_LIB_DIR = "lib/Slicer-5.11/qt-scripted-modules"
+_SLICER_CONFIG = """
+set(Slicer_USE_FILE "${CMAKE_CURRENT_LIST_DIR}/UseSlicer.cmake")
+set(Slicer_EXTENSION_GENERATE_CONFIG "${CMAKE_CURRENT_LIST_DIR}/Empty.cmake")
+set(Slicer_EXTENSION_CPACK "${CMAKE_CURRENT_LIST_DIR}/Empty.cmake")
+"""
+_USE_SLICER = """
+set(Slicer_QTSCRIPTEDMODULES_LIB_DIR "@SCRIPTED@")
+set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR "${Slicer_QTSCRIPTEDMODULES_LIB_DIR}")
+set(Slicer_CLIMODULES_LIB_DIR "lib/Slicer-5.11/cli-modules")
+set(Slicer_QTLOADABLEMODULES_LIB_DIR "lib/Slicer-5.11/qt-loadable-modules")
+set(Slicer_USE_PYTHONQT ON)
+set(CTK_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}/CTK")
+set(PYTHONINTERP_FOUND TRUE)
+set(PYTHON_EXECUTABLE "@PYTHON@")
+set(PYTHONLIBS_FOUND TRUE)
+set(PYTHON_LIBRARIES "libpython-stand-in.so")
+function(ctkFunctionExtractOptimizedLibrary libraries_var library_var)
+  set(${library_var} "${${libraries_var}}" PARENT_SCOPE)
+endfunction()
+macro(SlicerMacroConfigureGenericPythonModuleTests modules output_var)
+  set(${output_var})
 endmacro()
-macro(slicerMacroBuildScriptedModule)
-  cmake_parse_arguments(_m "WITH_GENERIC_TESTS;WITH_SUBDIR;VERBOSE" "NAME" "SCRIPTS;RESOURCES" ${ARGN})
-  ctkMacroCompilePythonScript(TARGET_NAME ${_m_NAME} SCRIPTS "${_m_SCRIPTS}" RESOURCES "${_m_RESOURCES}"
-    DESTINATION_DIR ${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}
-    INSTALL_DIR ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR} NO_INSTALL_SUBDIR)
+include(ExternalData)
+set(Slicer_ExternalData_DATA_MANAGEMENT_TARGET SlicerData)
+set(Slicer_LAUNCHER_EXECUTABLE "/stand-in/Slicer")
+set(BUILD_TESTING ON)
+enable_testing()
+include("@SHARED@/ctkMacroCompilePythonScript.cmake")
+include("@SHARED@/SlicerMacroPythonTesting.cmake")
+include("@SHARED@/SlicerMacroBuildScriptedModule.cmake")
+"""
+_CTK_PARSE_ARGUMENTS = """
+macro(ctkMacroParseArguments prefix arg_names option_names)
+  cmake_parse_arguments(${prefix} "${option_names}" "" "${arg_names}" ${ARGN})
 endmacro()
-macro(slicer_add_python_unittest)
-endmacro()
+"""
+_CTK_COMPILE_TEMPLATE = """
+file(WRITE "@compile_all_script@" "import py_compile
+from pathlib import Path
+def ctk_compile_file(fullname, force=0):
+    py_compile.compile(fullname, doraise=True)
+    return True
+@_compileall_code@
+")
+execute_process(COMMAND "@PYTHON_EXECUTABLE@" "@compile_all_script@" RESULT_VARIABLE result)
+if(NOT result EQUAL 0)
+  message(FATAL_ERROR "byte-compiling the Python scripts of @target@ failed")
+endif()
+file(WRITE "@CMAKE_CURRENT_BINARY_DIR@/python_compile_@target@_complete" "")
 """
 
 
-def test_cmake_install_tree_imports_library_and_module(tmp_path):
-    """Configure and install the extension against the stand-in Slicer tree, then, in a fresh
-    interpreter without the editable install (-S), load the installed COMPASS.py: COMPASSLib must come
-    from the install tree, with its Resources."""
+def _stand_in_slicer(folder: Path) -> Path:
+    (folder / "CTK").mkdir(parents=True)
+    (folder / "SlicerConfig.cmake").write_text(_SLICER_CONFIG)
+    (folder / "Empty.cmake").write_text("")
+    (folder / "UseSlicer.cmake").write_text(_USE_SLICER.replace("@SCRIPTED@", SCRIPTED_LIB_DIR)
+                                            .replace("@PYTHON@", sys.executable).replace("@SHARED@", SHARED_CMAKE.as_posix()))
+    (folder / "CTK" / "ctkMacroParseArguments.cmake").write_text(_CTK_PARSE_ARGUMENTS)
+    (folder / "CTK" / "ctk_compile_python_scripts.cmake.in").write_text(_CTK_COMPILE_TEMPLATE)
+    return folder
+
+
+def test_cmake_configure_build_install_with_slicers_macros(tmp_path):
+    """Configure, build and install the extension through Slicer's real macros; the installed tree holds
+    COMPASS.py, its Resources, COMPASSLib with every listed file (byte-compiled) and its tables; ctest
+    has COMPASSTest as Slicer's python unittest; and, in a fresh interpreter without the editable
+    install (-S), the installed COMPASS.py loads on Slicer's framework with COMPASSLib from the install tree."""
     import shutil
     import subprocess
     import sysconfig
@@ -255,70 +303,195 @@ def test_cmake_install_tree_imports_library_and_module(tmp_path):
     cmake = shutil.which("cmake")
     if cmake is None:
         pytest.skip("cmake not installed")
-    stub = tmp_path / "slicer"
-    stub.mkdir()
-    (stub / "UseSlicer.cmake").write_text(_STUB_USE_SLICER)
-    (stub / "Empty.cmake").write_text("")
-    (stub / "SlicerConfig.cmake").write_text(
-        'set(Slicer_USE_FILE "${CMAKE_CURRENT_LIST_DIR}/UseSlicer.cmake")\n'
-        'set(Slicer_EXTENSION_GENERATE_CONFIG "${CMAKE_CURRENT_LIST_DIR}/Empty.cmake")\n'
-        'set(Slicer_EXTENSION_CPACK "${CMAKE_CURRENT_LIST_DIR}/Empty.cmake")\n')
+    assert (SHARED_CMAKE / "SlicerMacroBuildScriptedModule.cmake").is_file(), SHARED_CMAKE
+    stub = _stand_in_slicer(tmp_path / "slicer")
     build, prefix = tmp_path / "build", tmp_path / "install"
     build.mkdir()
     for cmd in ([cmake, f"-DSlicer_DIR={stub}", f"-DCMAKE_INSTALL_PREFIX={prefix}", str(REPO)],
-                [cmake, "--install", "."]):
-        proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lib = prefix / "lib" / "Slicer-5.8" / "qt-scripted-modules"
-    for f in ("COMPASS.py", "Resources/UI/COMPASS.ui", "Resources/Icons/COMPASS.png", "Resources/requirements.txt",
-              "COMPASSLib/mrml/__init__.py", "COMPASSLib/mrml/texture.py", "COMPASSLib/batch.py",
-              "COMPASSLib/Resources/organs.yaml"):
+                [cmake, "--build", ".", "--", "-j2"], [cmake, "--install", "."]):
+        proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
+    lib = prefix / SCRIPTED_LIB_DIR
+    text = MODULE_CMAKE.read_text(encoding="utf-8")
+    for f in ("COMPASS.py", *(r.replace("${MODULE_NAME}", "COMPASS") for r in cmake_list(text, "MODULE_PYTHON_RESOURCES"))):
         assert (lib / f).is_file(), f
+    for f in ("Resources/constraints.txt", "Resources/requirements.txt"):
+        assert (lib / f).read_bytes() == (REPO / "COMPASS" / f).read_bytes(), f
+    for f in cmake_list(text, "COMPASSLib_PYTHON_SCRIPTS"):
+        assert (lib / f).read_bytes() == (REPO / f).read_bytes(), f
+        cached = (lib / f).parent / "__pycache__"
+        assert any(p.name.startswith(Path(f).stem + ".") for p in cached.glob("*.pyc")), f"{f} not byte-compiled"
+    for r in cmake_list(text, "COMPASSLib_RESOURCES"):
+        assert (lib / "COMPASSLib" / r).is_file(), r
     assert sorted(p.name for p in lib.glob("*.py")) == ["COMPASS.py"]
-    code = ("import importlib.util\n"
-            f"spec = importlib.util.spec_from_file_location('COMPASS', {str(lib / 'COMPASS.py')!r})\n"
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+    tests = (build / "COMPASS" / "CTestTestfile.cmake").read_text(encoding="utf-8")
+    assert "py_COMPASS" in tests and "slicer.testing.runUnitTest" in tests and "'COMPASS')" in tests, tests[-1500:]
+
+    testing = Path(__file__).resolve().parent
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(testing)!r})\n"
+            "from pathlib import Path\n"
+            "import helpers_slicer_framework as h\n"
+            f"fw = h.SlicerFramework(Path({str(tmp_path / 'app')!r}))\n"
+            f"m = fw.load_module(Path({str(lib / 'COMPASS.py')!r}))\n"
             "import COMPASSLib.resources as r\n"
-            "print(m.mrml.__file__); print(r.resources_dir())\n")
+            "print(m.mrml.__file__); print(r.resources_dir()); print(m.CONSTRAINTS)\n")
     proc = subprocess.run([sys.executable, "-S", "-c", code], cwd=lib, capture_output=True, text=True,
                           env={"PYTHONPATH": f"{lib}:{sysconfig.get_paths()['purelib']}", "PATH": "/usr/bin:/bin"},
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    mrml_file, resources = proc.stdout.strip().splitlines()[-2:]
+    mrml_file, resources, constraints = proc.stdout.strip().splitlines()[-3:]
     assert Path(mrml_file) == lib / "COMPASSLib" / "mrml" / "__init__.py"
     assert Path(resources) == lib / "COMPASSLib" / "Resources"
+    assert Path(constraints) == lib / "Resources" / "constraints.txt"
 
 
 # --- catalogue files --------------------------------------------------------------------------
 S4EXT_KEYS = ("scm", "scmurl", "scmrevision", "depends", "build_subdirectory", "homepage", "contributors",
               "category", "iconurl", "status", "description", "screenshoturls", "enabled")
-# Slicer/Slicer Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json: required keys and the only
-# allowed ones (additionalProperties false).
-JSON_REQUIRED = ("$schema", "category", "scm_url")
-JSON_ALLOWED = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
-                "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+EXTENSIONS_INDEX = Path(__file__).resolve().parents[2] / "shared" / "slicer" / "ExtensionsIndex"
 
 
-def test_s4ext_has_every_field():
+def s4ext_fields() -> dict:
     fields = {}
     for line in (REPO / "COMPASS.s4ext").read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition(" ")
             fields[key] = value.strip()
+    return fields
+
+
+def extension_requirements() -> dict:
+    """COMPASS.py's EXTENSION_REQUIREMENTS (requirement -> the Slicer extension providing it)."""
+    for node in module_tree().body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "EXTENSION_REQUIREMENTS" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def test_s4ext_has_every_field():
+    fields = s4ext_fields()
     for key in S4EXT_KEYS:
         assert fields.get(key), f"COMPASS.s4ext lacks {key}"
     assert fields["scm"] == "git" and fields["category"] == "Radiotherapy" and fields["enabled"] in ("0", "1")
-    assert "PyTorch" in fields["depends"].split()
 
 
-def test_extensions_index_json():
-    doc = json.loads((REPO / "COMPASS.json").read_text(encoding="utf-8"))
-    for key in JSON_REQUIRED:
-        assert doc.get(key), key
-    assert set(doc) <= JSON_ALLOWED, set(doc) - JSON_ALLOWED
-    assert doc["category"] == "Radiotherapy" and "PyTorch" in doc["build_dependencies"]
-    assert "slicer-extension-catalog-entry-schema" in doc["$schema"]
-    assert isinstance(doc.get("enabled", True), bool) and 1 <= doc.get("tier", 1) <= 5
+def test_extension_dependencies_are_declared_everywhere():
+    """The extensions whose packages the module uses (torch: PyTorch, pyradiomics: SlicerRadiomics) are
+    the extension's dependencies in CMakeLists.txt, the .s4ext and the catalogue entry, and exist in the
+    Extensions Index."""
+    wanted = set(extension_requirements().values())
+    assert wanted == {"PyTorch", "SlicerRadiomics"}
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert set(re.search(r'set\(EXTENSION_DEPENDS "([^"]*)"\)', top).group(1).split()) == wanted
+    assert set(s4ext_fields()["depends"].split()) == wanted
+    assert set(json.loads((REPO / "COMPASS.json").read_text(encoding="utf-8"))["build_dependencies"]) == wanted
+    assert all((EXTENSIONS_INDEX / f"{name}.json").is_file() for name in wanted)
+
+
+def _index_checker():
+    """The Extensions Index's check_description_files.py as a module. It is written for Python 3.12: a
+    line this interpreter cannot parse is blanked, which is allowed only inside print_categories (the
+    --print-categories listing, not a check)."""
+    import types
+
+    path = EXTENSIONS_INDEX / "scripts" / "check_description_files.py"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for _ in range(5):
+        try:
+            code = compile("".join(lines), str(path), "exec")
+            break
+        except SyntaxError as e:
+            owner = next(ln for ln in reversed(lines[:e.lineno]) if ln.startswith("def "))
+            assert owner.startswith("def print_categories("), f"{path}:{e.lineno}: {e.msg}"
+            bad = lines[e.lineno - 1]
+            lines[e.lineno - 1] = bad[:len(bad) - len(bad.lstrip())] + "pass\n"
+    checker = types.ModuleType("check_description_files")
+    checker.__file__ = str(path)
+    exec(code, checker.__dict__)
+    return checker
+
+
+class _OfflineRequests:
+    """Stands in for `requests` in the index checker (no network here): the schema URL answers with
+    ../shared's copy of the schema; an image URL answers as a server would by its file name."""
+
+    class RequestException(Exception):
+        pass
+
+    def get(self, url, timeout=None, headers=None):
+        import types
+
+        if url.endswith("slicer-extension-catalog-entry-schema-v1.0.2.json"):
+            data = json.loads((EXTENSIONS_INDEX / "schemas" / url.rsplit("/", 1)[1]).read_text(encoding="utf-8"))
+            return types.SimpleNamespace(json=lambda: data, raise_for_status=lambda: None, headers={})
+        kind = "image/png" if url.lower().endswith(".png") else "text/html"
+        return types.SimpleNamespace(raise_for_status=lambda: None, headers={"Content-Type": kind})
+
+
+def _validate(instance, schema):
+    """The draft-07 keywords Slicer's catalogue-entry schema uses (where jsonschema is not installed)."""
+    errors = [f"missing {k}" for k in schema.get("required", []) if k not in instance]
+    props = schema.get("properties", {})
+    if schema.get("additionalProperties") is False:
+        errors += [f"not allowed: {k}" for k in instance if k not in props]
+    types_ = {"string": str, "boolean": bool, "integer": int, "array": list, "object": dict}
+    for key, value in instance.items():
+        rule = props.get(key, {})
+        if "type" in rule and not (isinstance(value, types_[rule["type"]])
+                                   and not (rule["type"] == "integer" and isinstance(value, bool))):
+            errors.append(f"{key}: not {rule['type']}")
+        if "enum" in rule and value not in rule["enum"]:
+            errors.append(f"{key}: not one of {rule['enum']}")
+        if "minimum" in rule and value < rule["minimum"] or "maximum" in rule and value > rule["maximum"]:
+            errors.append(f"{key}: out of range")
+        if rule.get("type") == "array" and "items" in rule:
+            errors += [f"{key}: item {v!r}" for v in value if not isinstance(v, types_[rule["items"]["type"]])]
+    return errors
+
+
+def test_catalogue_entry_passes_the_extensions_index_checks(tmp_path, monkeypatch):
+    """COMPASS.json through the Extensions Index's own checker (check_description_files.py), every check
+    that works offline: file format, extension and repository names, category, SCM URL, license file,
+    repository size, the top-level CMakeLists.txt content (image URLs answered offline), the schema
+    (jsonschema where installed, else the schema's keywords checked here) and the dependencies against
+    the index's real entries of PyTorch and SlicerRadiomics."""
+    import shutil
+    import subprocess
+
+    checker = _index_checker()
+    metadata = checker.parse_json(str(REPO / "COMPASS.json"))
+    name = "COMPASS"
+    checker.check_json_file_format(name, metadata, str(REPO / "COMPASS.json"))
+    checker.check_extension_name(name, metadata)
+    checker.check_category(name, metadata)
+    checker.check_git_repository_name(name, metadata)
+    checker.check_scm_url_syntax(name, metadata)
+    checker.check_license_file(name, metadata, str(REPO))
+    # the repository as a clone would hold it: the files git tracks or would add (not .venv, builds)
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    clone = tmp_path / "clone"
+    for f in listed:
+        if (REPO / f).is_file():
+            (clone / f).parent.mkdir(parents=True, exist_ok=True)
+            (clone / f).symlink_to(REPO / f)
+    checker.check_repository_size(name, metadata, str(clone))
+    monkeypatch.setattr(checker, "requests", _OfflineRequests())
+    checker.check_cmakelists_content(name, metadata, str(REPO))
+    schema_file = EXTENSIONS_INDEX / "schemas" / "slicer-extension-catalog-entry-schema-v1.0.2.json"
+    assert metadata["$schema"].split("#")[0].endswith(schema_file.name)
+    if checker.jsonschema is not None:
+        checker.check_json_schema(name, metadata)
+    else:
+        assert _validate(metadata, json.loads(schema_file.read_text(encoding="utf-8"))) == []
+    index = tmp_path / "index"
+    index.mkdir()
+    shutil.copy(REPO / "COMPASS.json", index / "COMPASS.json")
+    for dependency in metadata["build_dependencies"]:        # the index's real entries of what COMPASS needs
+        if (EXTENSIONS_INDEX / f"{dependency}.json").is_file():
+            shutil.copy(EXTENSIONS_INDEX / f"{dependency}.json", index)
+    checker.check_dependencies(str(index))
 
 
 def test_license_icons_and_screenshot():
@@ -335,13 +508,77 @@ def test_license_icons_and_screenshot():
         assert shot.name in top and shot.name in (REPO / "COMPASS.s4ext").read_text(encoding="utf-8")
 
 
-def test_requirements_file_is_parseable():
+# --- the module's Python packages -------------------------------------------------------------
+# Third-party imports of the library that the module need not provide, and why.
+OPTIONAL_IMPORTS = {
+    "dask": "features/scheduling.py: only with a Dask scheduler (the command line's --scheduler)",
+    "distributed": "features/scheduling.py: only with a Dask scheduler",
+    "tqdm": "progress.console: the command line's progress bar",
+}
+SLICER_ITSELF = {"slicer", "vtk", "qt", "ctk"}
+# The command line (`compass`) is not part of the extension's use of the library.
+COMMAND_LINE = ("COMPASSLib/cli.py", "COMPASSLib/__main__.py", "COMPASSLib/commands/")
+
+
+def requirement_lines(path: Path) -> list:
+    """The requirements of a requirements/constraints file, read as slicer.packaging.load_requirements does."""
     from packaging.requirements import Requirement
 
-    lines = [ln.split("#")[0].strip() for ln in
-             (REPO / "COMPASS" / "Resources" / "requirements.txt").read_text(encoding="utf-8").splitlines()]
-    names = {Requirement(ln).name.lower() for ln in lines if ln}
-    assert {"torch", "pyradiomics", "scikit-learn", "pandas", "safetensors"} <= names
+    return [Requirement(ln.strip()) for ln in path.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and not ln.strip().startswith(("#", "-"))]
+
+
+def library_imports() -> dict:
+    """Top-level third-party names the library imports anywhere (inside functions too) -> files."""
+    found: dict = {}
+    for path in (REPO / "COMPASSLib").rglob("*.py"):
+        rel = path.relative_to(REPO).as_posix()
+        if "__pycache__" in rel or rel.startswith(COMMAND_LINE):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "COMPASSLib":
+                    found.setdefault(top, set()).add(rel)
+    return found
+
+
+def test_every_package_the_library_imports_is_provided():
+    """Each third-party package the library imports (all but the command line's files) is a pip
+    requirement of the module, comes from a Slicer extension the extension depends on, is bundled with
+    Slicer (the constraints file), or is optional for a stated reason."""
+    import importlib.metadata
+
+    from packaging.utils import canonicalize_name
+
+    resources = MODULE_DIR / "Resources"
+    pip = {canonicalize_name(r.name) for r in requirement_lines(resources / "requirements.txt")}
+    extensions = {canonicalize_name(r.split(">")[0].split("=")[0].split("<")[0]) for r in extension_requirements()}
+    constraints = resources / "constraints.txt"
+    bundled = {canonicalize_name(r.name) for r in requirement_lines(constraints)} if constraints.is_file() else set()
+    assert not pip & extensions, f"pip must not install what extensions provide: {pip & extensions}"
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for name, files in library_imports().items():
+        if name in SLICER_ITSELF or name in OPTIONAL_IMPORTS:
+            continue
+        dists = {canonicalize_name(d) for d in distributions.get(name, [])}
+        assert dists, f"{name} (imported by {sorted(files)}) is not installed here"
+        if not dists & (pip | extensions | bundled):
+            undeclared[name] = sorted(files)
+    assert not undeclared, f"imported but not provided to the Slicer module: {undeclared}"
+
+
+def test_constraints_pin_versions():
+    pins = requirement_lines(MODULE_DIR / "Resources" / "constraints.txt")
+    assert pins and all(len(r.specifier) == 1 and next(iter(r.specifier)).operator == "==" for r in pins), pins
+    assert {r.name.lower() for r in pins} >= {"numpy", "scipy", "simpleitk", "pydicom", "pillow", "packaging", "requests"}
 
 
 if __name__ == "__main__":
