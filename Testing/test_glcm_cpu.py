@@ -146,3 +146,32 @@ def test_distinct_cells_equal_numpy_unique():
         assert got == want, r
     assert counts.shape[1] == max(len(np.unique((np.minimum(a[r], b[r]) * width + np.maximum(a[r], b[r]))[valid[r]]))
                                   for r in range(len(a)))
+
+
+def test_compiled_loops_cache_in_the_users_folder_when_the_package_is_read_only(tmp_path):
+    """An installed extension may sit in a read-only folder (macOS app bundle, shared Windows install):
+    numba's cache then goes to the user's cache folder, and the compiled loops still work from it. Run
+    in a fresh interpreter where the package folder reads as not writable (this machine runs as root,
+    for whom every folder is writable, so the test says so through os.access)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "real = os.access\n"
+        "os.access = lambda path, mode, **kw: False if mode == os.W_OK and 'features' in str(path) else real(path, mode, **kw)\n"
+        "import numpy as np\n"
+        "from COMPASSLib.features import _glcm_cpu as g\n"
+        "print(os.environ['NUMBA_CACHE_DIR'])\n"
+        "a = np.array([[0, 1], [1, 2]]); print(g.distinct_cells(a, a[:, ::-1].copy(), np.ones((2, 2), bool), 3)[0].tolist())\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == str(tmp_path / "COMPASS" / "numba")
+    assert any((tmp_path / "COMPASS" / "numba").rglob("*.nbi")), "numba wrote no cache index there"
+    # where the user (or the Slicer module) chose a folder, it is kept
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "chosen")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.splitlines()[0] == str(tmp_path / "chosen")

@@ -25,9 +25,30 @@ LAPACK path; values agree with LAPACK's (numpy's eigvalsh on the undeflated T) t
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections import namedtuple
+from pathlib import Path
 
 import numpy as np
+
+
+def _user_cache_folder() -> Path:
+    """Where numba keeps its compiled loops when this package's folder is read-only (an installed
+    Slicer extension in a macOS app bundle, a shared Windows install): the user's cache folder."""
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "COMPASS" / "numba"
+
+
+# numba reads NUMBA_CACHE_DIR once, at import: set it first, unless the user (or the Slicer module,
+# which points it into Slicer's cache folder) did. Beside this file where it is writable, as before.
+if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).resolve().parent, os.W_OK):
+    os.environ["NUMBA_CACHE_DIR"] = str(_user_cache_folder())
 
 try:
     import numba
