@@ -299,8 +299,8 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSaveScene(self) -> None:
         p = self._parameterNode
-        target = Path(p.outputPath) / "scenes" / f"{self._patient() or 'COMPASS'}.mrb"
-        saved = self._run(_("saving the scene"), lambda: self.logic.saveScene(target))
+        saved = self._run(_("saving the scene"), lambda: self.logic.saveScene(
+            self.logic.scenePath(p.outputPath, self._patient())))
         if saved is not None:
             self.ui.statusLabel.text = _("saved {path}").format(path=saved)
 
@@ -433,16 +433,19 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def runTwin(cohortPath, outputPath, modelPath=None, device="cpu", progress=None) -> Path:
         """Train and evaluate the twin on the cohort (the main job of `compass run`), or score every fraction
-        with a trained model (pipeline.score); returns the risk.csv written into outputPath."""
-        from COMPASSLib import pipeline
+        with a trained model (pipeline.score), in a background process (COMPASSLib.background: PythonSlicer
+        inside Slicer), so the application stays responsive: `progress` hears the job's own progress, and
+        answering False stops the job, leaving outputPath as it was. Returns the risk.csv written there."""
+        from COMPASSLib.background import Job
 
         outputPath = Path(outputPath) if _given(outputPath) else Path(tempfile.mkdtemp(prefix="COMPASS-run-"))
         if modelPath:
-            pipeline.score(modelPath, cohortPath, outputPath, device=device, progress=progress)
+            job = Job("score", cohortPath, outputPath, model=modelPath, device=device)
         else:
-            pipeline.run(cohortPath, outputPath, {"twin": {"device": device}}, progress=progress)
-        report(progress, 1.0, f"wrote {outputPath / 'risk.csv'}")
-        return outputPath / "risk.csv"
+            job = Job("run", cohortPath, outputPath, settings={"twin": {"device": device}})
+        result = job.wait(progress)
+        report(progress, 1.0, f"wrote {result['risk_csv']}")
+        return Path(result["risk_csv"])
 
     @staticmethod
     def showRisk(riskPath, patientId, cohortPath=None):
@@ -462,6 +465,17 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
         features = [f.strip() for f in str(features).split(",") if f.strip()]
         return mrml.add_texture_maps(patientNodes, organ, int(fraction), features, int(radius),
                                      device=device, scene=slicer.mrmlScene, progress=progress)
+
+    @staticmethod
+    def scenePath(outputPath, patientId) -> Path:
+        """OUTPUT/scenes/<patient>.mrb; an empty Output folder is an error (a relative path would save into
+        the application's working folder, wherever that is)."""
+        from COMPASSLib.atomic import safe_filename
+        from COMPASSLib.errors import InputError
+
+        if not _given(outputPath) or not Path(outputPath).is_absolute():
+            raise InputError("choose an Output folder (an absolute path) to save the scene in")
+        return Path(outputPath) / "scenes" / f"{safe_filename(patientId or 'COMPASS')}.mrb"
 
     @staticmethod
     def saveScene(path) -> Path:
