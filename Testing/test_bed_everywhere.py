@@ -101,8 +101,8 @@ def test_scene_bed_and_eqd2_use_each_organs_own_alpha_beta(cohort):
     scene = mrml.new_scene()
     try:
         nodes = mrml.load_patient(cohort, "P1", scene)
-        bed = slicer.util.arrayFromVolume(scene.GetNodeByID(nodes.volumes[("bed", 2)]))
-        eqd2 = slicer.util.arrayFromVolume(scene.GetNodeByID(nodes.volumes[("eqd2", 2)]))
+        bed = slicer.util.arrayFromVolume(nodes.node(scene, "bed", 2)).copy()
+        eqd2 = slicer.util.arrayFromVolume(nodes.node(scene, "eqd2", 2)).copy()
     finally:
         mrml.release_scene(scene)
     # the organ's own alpha/beta wins over the body outline that contains it

@@ -284,7 +284,8 @@ def loaded(cohort_json, tmp_path_factory, request):
     steps = []
     nodes = mrml.load_patient(cohort, pid, s, risk=risk_csv, progress=lambda v, m: steps.append(v))
     mrb = mrml.save_scene(tmp_path_factory.mktemp("mrb") / f"{pid}.mrb", s)
-    return {"cohort": cohort, "pid": pid, "scene": s, "nodes": nodes, "risk": risk, "mrb": mrb, "steps": steps}
+    yield {"cohort": cohort, "pid": pid, "scene": s, "nodes": nodes, "risk": risk, "mrb": mrb, "steps": steps}
+    mrml.release_scene(s)   # its logics would otherwise outlive the module (test_slicer_batch counts them)
 
 
 def test_loaded_patient_scene_holds_expected_nodes(loaded):
@@ -297,30 +298,33 @@ def test_loaded_patient_scene_holds_expected_nodes(loaded):
     modalities = [m for m in ("ct", "pet", "dose") if getattr(first, m) is not None] + ["bed", "eqd2"]
     for m in modalities:
         for k in fractions:
-            node = s.GetNodeByID(nodes.volumes[(m, k)])
+            node = nodes.node(s, m, k)   # the Sequence's item: fraction nodes are not kept by default
             assert node is not None and node.IsA("vtkMRMLScalarVolumeNode"), (m, k)
         seq = s.GetNodeByID(nodes.sequences[m])
         assert seq.IsA("vtkMRMLSequenceNode") and seq.GetNumberOfDataNodes() == len(fractions)
         assert [seq.GetNthIndexValue(i) for i in range(len(fractions))] == [str(k) for k in fractions]
+        assert s.GetNodeByID(nodes.proxies[m]).IsA("vtkMRMLScalarVolumeNode")
+    assert nodes.volumes == {} and nodes.segmentations == {}
     browser = s.GetNodeByID(nodes.browser)
     assert browser.IsA("vtkMRMLSequenceBrowserNode")
     assert browser.GetNumberOfSynchronizedSequenceNodes(True) == len(nodes.sequences)
-    assert len(nodes.segmentations) == len(fractions)
-    seg = s.GetNodeByID(nodes.segmentations[fractions[0]])
+    assert s.GetNodeByID(nodes.sequences["segmentation"]).GetNumberOfDataNodes() == len(fractions)
+    seg = nodes.node(s, "segmentation", fractions[0])
     assert sorted(seg.GetSegmentation().GetSegmentIDs()) == sorted(first.masks)
     assert s.GetNodeByID(nodes.risk_table).IsA("vtkMRMLTableNode")
     chart = s.GetNodeByID(nodes.risk_chart)
     assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() >= len(first.masks)
-    # subject hierarchy: patient / course / fraction k / its volumes
+    # subject hierarchy: patient / course (a study) / the sequences, the browser and the proxies
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(s)
-    ct_item = sh.GetItemByDataNode(s.GetNodeByID(nodes.volumes[("ct", fractions[-1])]))
-    chain = []
-    item = sh.GetItemParent(ct_item)
-    while item and item != sh.GetSceneItemID():
-        chain.append(sh.GetItemName(item))
-        item = sh.GetItemParent(item)
-    assert chain == [f"Fraction {fractions[-1]}", "Course", pid]
+    for node_id in (nodes.proxies["ct"], nodes.sequences["ct"], nodes.browser):
+        chain = []
+        item = sh.GetItemParent(sh.GetItemByDataNode(s.GetNodeByID(node_id)))
+        while item and item != sh.GetSceneItemID():
+            chain.append(sh.GetItemName(item))
+            item = sh.GetItemParent(item)
+        assert chain == ["Course", pid], node_id
     assert sh.GetItemLevel(sh.GetItemByName(pid)) == "Patient"
+    assert sh.GetItemLevel(sh.GetItemByName("Course")) == "Study"
     assert loaded["steps"] == sorted(loaded["steps"]) and loaded["steps"][-1] == 1.0
 
 
@@ -330,10 +334,11 @@ def test_loaded_volumes_and_segments_equal_the_library(loaded):
     s, nodes, pid, cohort = loaded["scene"], loaded["nodes"], loaded["pid"], loaded["cohort"]
     k = nodes.fractions[-1]
     images = ingest.load_fraction(cohort, pid, k)
-    ct = s.GetNodeByID(nodes.volumes[("ct", k)])
+    ct = nodes.node(s, "ct", k)
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(ct), sitk.GetArrayFromImage(images.ct))
     np.testing.assert_allclose(mrml.node_ijk_to_ras(ct), mrml.ijk_to_ras(images.ct), rtol=0, atol=0)
-    seg = s.GetNodeByID(nodes.segmentations[k])
+    seg = nodes.shown_node(s, "segmentation", k)   # the proxy, the browser at fraction k
+    ct = nodes.shown_node(s, "ct", k)
     for organ, mask in images.masks.items():
         np.testing.assert_array_equal(mrml.segment_array(seg, organ, ct), sitk.GetArrayFromImage(mask), organ)
     # cumulative BED after the last fraction: sum of d(1 + d/(a/b)) per voxel, a/b written out here from
@@ -351,7 +356,7 @@ def test_loaded_volumes_and_segments_equal_the_library(loaded):
     ab = np.where(np.isfinite(organ_ab), organ_ab, 3.0)
     assert (ab == 10.0).any(), "the esophagus (alpha/beta 10) must show in the scene's BED"
     expected = sum(d * (1 + d / ab) for d in (sitk.GetArrayFromImage(f.dose).astype(float) for f in all_images))
-    bed = slicer.util.arrayFromVolume(s.GetNodeByID(nodes.volumes[("bed", k)]))
+    bed = slicer.util.arrayFromVolume(nodes.node(s, "bed", k))
     np.testing.assert_allclose(bed, expected, rtol=1e-6, atol=1e-6)
 
 
@@ -372,12 +377,22 @@ def test_saved_mrb_reads_back_with_the_same_nodes(loaded):
              "vtkMRMLTextNode")
     before = {k: sorted(n.GetName() for n in mrml.nodes_by_class(s, k)) for k in kinds}
     back = mrml.load_scene(loaded["mrb"])
+    try:
+        _compare_read_back(loaded, back, kinds, before)
+    finally:
+        mrml.release_scene(back)
+
+
+def _compare_read_back(loaded, back, kinds, before):
+    s = loaded["scene"]
     after = {k: sorted(n.GetName() for n in mrml.nodes_by_class(back, k)) for k in kinds}
     assert after == before
-    k = loaded["nodes"].fractions[0]
-    name = s.GetNodeByID(loaded["nodes"].volumes[("dose", k)]).GetName()
-    np.testing.assert_array_equal(slicer.util.arrayFromVolume(back.GetFirstNodeByName(name)),
-                                  slicer.util.arrayFromVolume(s.GetFirstNodeByName(name)))
+    nodes = loaded["nodes"]
+    seq_name = s.GetNodeByID(nodes.sequences["dose"]).GetName()
+    back_seq = back.GetFirstNodeByName(seq_name)
+    for k in nodes.fractions:   # every fraction's dose, from the Sequence read back
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(back_seq.GetDataNodeAtValue(str(k))),
+                                      slicer.util.arrayFromVolume(nodes.node(s, "dose", k)))
     import json
 
     prov = json.loads(back.GetFirstNodeByName(f"{loaded['pid']} provenance").GetText())
@@ -415,14 +430,13 @@ def test_texture_maps_of_loaded_patient_equal_the_library(loaded):
     from COMPASSLib.features import texture_maps as tm
     s, nodes = loaded["scene"], loaded["nodes"]
     k = nodes.fractions[-1]
-    seg = s.GetNodeByID(nodes.segmentations[k])
+    seg = nodes.node(s, "segmentation", k)
     organ = "SpinalCord" if seg.GetSegmentation().GetSegmentIdBySegmentName("SpinalCord") else \
         seg.GetSegmentation().GetNthSegmentID(0)
     overlays = mrml.add_texture_maps(nodes, organ, k, ["firstorder:Mean"], radius=1, bin_width_gy=1.0, scene=s)
     assert len(overlays) == 1
-    bed_node = s.GetNodeByID(nodes.volumes[("bed", k)])
-    bed = slicer.util.arrayFromVolume(bed_node).astype(np.float64)
-    mask = mrml.segment_array(seg, organ, bed_node)
+    bed = slicer.util.arrayFromVolume(nodes.node(s, "bed", k)).astype(np.float64)
+    mask = mrml.segment_array(nodes.shown_node(s, "segmentation", k), organ, nodes.shown_node(s, "bed", k))
     expected = tm.texture_maps(bed, mask, ["firstorder:Mean"], radius=1, bin_width=1.0)["firstorder:Mean"]
     np.testing.assert_allclose(slicer.util.arrayFromVolume(overlays[0]), np.nan_to_num(expected).astype(np.float32),
                                rtol=1e-6, atol=1e-6)

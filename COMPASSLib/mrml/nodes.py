@@ -1,12 +1,13 @@
-"""Data nodes from COMPASSLib images: volumes (with per-modality display), organ segmentations and their
-voxels, fraction Sequences, and the `COMPASS.*` attributes that say what a node holds."""
+"""Data nodes from COMPASSLib images: volumes (with per-modality display), organ segmentations (voxels and
+3D surfaces), fraction Sequences browsed through proxy nodes, and the `COMPASS.*` attributes that say what a
+node holds."""
 from __future__ import annotations
 
 import numpy as np
 
 from COMPASSLib.errors import CompassError, InputError
 from COMPASSLib.mrml.coordinates import _array, _vtk_matrix, ijk_to_ras
-from COMPASSLib.mrml.scene import _slicer, get_scene, module_logics
+from COMPASSLib.mrml.scene import _nodes, _slicer, get_scene, module_logics
 
 ATTRIBUTE_PREFIX = "COMPASS."   # node attributes that say what a node holds (patient, fraction, ...)
 # Display colours of the canonical organs (RGB 0-1), close to common RT contouring colours;
@@ -18,6 +19,12 @@ ORGAN_COLOURS = {
 }
 _PALETTE = [(0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.58, 0.4, 0.74),
             (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.5, 0.5, 0.5), (0.74, 0.74, 0.13)]
+DOSE_MODALITIES = ("dose", "bed", "eqd2")   # volumes in Gy, shown as dose
+# Below 1 cGy a dose/BED voxel reads as "no dose" and is transparent, so the CT shows through there
+# (resampling leaves values just above 0 outside the field). SlicerRT's RTDOSE import hides below
+# 0.5 x the dose unit, which is meant for plan totals and would hide a quarter of a 2 Gy fraction.
+NO_DOSE_GY = 0.01
+CT_WINDOW_LEVEL = (400.0, 40.0)   # soft tissue (HU)
 
 
 def _set_attributes(node, attributes: dict | None) -> None:
@@ -27,32 +34,49 @@ def _set_attributes(node, attributes: dict | None) -> None:
 
 
 # --- volumes -------------------------------------------------------------------------------------
-def add_volume(image, name: str, scene=None, attributes: dict | None = None, label: bool = False):
-    """A scalar (or labelmap) volume node holding `image` (SimpleITK, LPS) with RAS geometry."""
+def volume_node(image, name: str, attributes: dict | None = None, label: bool = False):
+    """A scalar (or labelmap) volume node holding `image` (SimpleITK, LPS) with RAS geometry, in no scene:
+    what a Sequence stores (it keeps its own copy), so a fraction's voxels need not pass through the scene."""
     import slicer.util
 
-    scene = get_scene(scene)
-    cls = "vtkMRMLLabelMapVolumeNode" if label else "vtkMRMLScalarVolumeNode"
-    node = scene.AddNewNodeByClass(cls, scene.GetUniqueNameByString(name))
+    slicer = _slicer()
+    node = slicer.vtkMRMLLabelMapVolumeNode() if label else slicer.vtkMRMLScalarVolumeNode()
+    node.SetName(name)
     node.SetIJKToRASMatrix(_vtk_matrix(ijk_to_ras(image)))
     slicer.util.updateVolumeFromArray(node, _array(image))
-    node.CreateDefaultDisplayNodes()
     _set_attributes(node, attributes)
     return node
 
 
-def _style_volume(node, modality: str) -> None:
-    """CT in a soft-tissue window, PET/dose in colour, so a freshly loaded patient reads at once."""
+def add_volume(image, name: str, scene=None, attributes: dict | None = None, label: bool = False):
+    """A scalar (or labelmap) volume node holding `image` (SimpleITK, LPS) with RAS geometry, in the scene."""
+    scene = get_scene(scene)
+    node = scene.AddNode(volume_node(image, scene.GetUniqueNameByString(name), attributes, label))
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def _style_volume(node, modality: str, high: float | None = None) -> None:
+    """CT in a soft-tissue window, PET in colour, dose/BED/EQD2 in colour from 0 to `high` Gy (the
+    series' maximum, so every fraction is drawn on the same scale and a rising cumulative BED shows)
+    with the no-dose voxels transparent, so a freshly loaded patient reads at once."""
     display = node.GetDisplayNode()
     if display is None:
         return
     if modality == "ct":
         display.SetAutoWindowLevel(False)
-        display.SetWindowLevel(400.0, 40.0)
-    else:
-        colour_id = {"pet": "vtkMRMLPETProceduralColorNodePET-Heat"}.get(modality, "vtkMRMLColorTableNodeRainbow")
-        if node.GetScene().GetNodeByID(colour_id) is not None:
-            display.SetAndObserveColorNodeID(colour_id)
+        display.SetWindowLevel(*CT_WINDOW_LEVEL)
+        return
+    colour_id = {"pet": "vtkMRMLPETProceduralColorNodePET-Heat"}.get(modality, "vtkMRMLColorTableNodeRainbow")
+    if node.GetScene().GetNodeByID(colour_id) is not None:
+        display.SetAndObserveColorNodeID(colour_id)
+    if modality in DOSE_MODALITIES and high is not None and high > NO_DOSE_GY:
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevelMinMax(0.0, float(high))
+        display.SetAutoThreshold(False)
+        display.SetLowerThreshold(NO_DOSE_GY)
+        display.SetUpperThreshold(float(high))
+        display.SetApplyThreshold(True)
 
 
 # --- segmentations -------------------------------------------------------------------------------
@@ -75,13 +99,15 @@ def organ_colour(organ: str, index: int = 0) -> tuple:
     return ORGAN_COLOURS.get(organ, _PALETTE[index % len(_PALETTE)])
 
 
-def add_segmentation(masks: dict, name: str, reference_node=None, scene=None, attributes=None):
-    """A segmentation node with one segment per organ (canonical name and colour) from 0/1 masks."""
+def segmentation_node(masks: dict, name: str, reference_node=None, scene=None, attributes=None,
+                      closed_surface: bool = True):
+    """A segmentation node (in no scene) with one segment per organ (canonical name and colour) from 0/1
+    masks, and with `closed_surface` the 3D surfaces made from them (Slicer shows a segmentation in 3D
+    only once that representation exists; it is also kept when the node is copied into a Sequence)."""
     slicer = _slicer()
-    scene = get_scene(scene)
-    logics = module_logics(scene)
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GetUniqueNameByString(name))
-    node.CreateDefaultDisplayNodes()
+    logics = module_logics(get_scene(scene))
+    node = slicer.vtkMRMLSegmentationNode()
+    node.SetName(name)
     if reference_node is not None:
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
     segmentation = node.GetSegmentation()
@@ -93,8 +119,37 @@ def add_segmentation(masks: dict, name: str, reference_node=None, scene=None, at
         labelmap = _oriented_labelmap(mask, ijk_to_ras(mask))
         logics["segmentations"].SetBinaryLabelmapToSegment(
             labelmap, node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+    if closed_surface and masks and not node.CreateClosedSurfaceRepresentation():
+        raise CompassError(f"could not make the 3D surfaces of {name!r}")
     _set_attributes(node, attributes)
     return node
+
+
+def add_segmentation(masks: dict, name: str, reference_node=None, scene=None, attributes=None,
+                     closed_surface: bool = True):
+    """A segmentation node in the scene with one segment per organ (canonical name and colour) from 0/1
+    masks, outlined in slice views and (with `closed_surface`) drawn as surfaces in 3D."""
+    scene = get_scene(scene)
+    node = scene.AddNode(segmentation_node(masks, scene.GetUniqueNameByString(name), reference_node, scene,
+                                           attributes, closed_surface))
+    node.CreateDefaultDisplayNodes()
+    _style_segmentation(node)
+    return node
+
+
+def _style_segmentation(node) -> None:
+    """Organ outlines in the slice views (a fill would hide the dose colours under it) and closed
+    surfaces in 3D."""
+    display = node.GetDisplayNode()
+    if display is None:
+        return
+    display.SetVisibility(True)
+    display.SetVisibility2DOutline(True)
+    display.SetVisibility2DFill(False)
+    display.SetVisibility3D(True)
+    display.SetPreferredDisplayRepresentationName2D("Binary labelmap")
+    if node.GetSegmentation().ContainsRepresentation("Closed surface"):
+        display.SetPreferredDisplayRepresentationName3D("Closed surface")
 
 
 def segment_array(segmentation_node, organ: str, reference_node) -> np.ndarray:
@@ -107,6 +162,7 @@ def segment_array(segmentation_node, organ: str, reference_node) -> np.ndarray:
     segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(organ)
     if not segment_id:
         raise InputError(f"segmentation {segmentation_node.GetName()!r} has no segment {organ!r}")
+    colour_tables = {n.GetID() for n in _nodes(scene, "vtkMRMLColorTableNode")}
     label = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__compass_temp__")
     try:
         ids = vtk.vtkStringArray()
@@ -115,34 +171,58 @@ def segment_array(segmentation_node, organ: str, reference_node) -> np.ndarray:
             raise CompassError(f"could not export segment {organ!r}")
         return (slicer.util.arrayFromVolume(label) > 0).astype(np.uint8)
     finally:
+        # the export also makes a colour table for the label (<segmentation>_ColorTable): only the
+        # temporary label uses it, and left behind it would be saved with the scene
+        made = [n for n in _nodes(scene, "vtkMRMLColorTableNode") if n.GetID() not in colour_tables]
         display = label.GetDisplayNode()
         scene.RemoveNode(label)
-        if display is not None:
-            scene.RemoveNode(display)
+        for node in [display, *made]:
+            if node is not None:
+                scene.RemoveNode(node)
 
 
 # --- sequences -----------------------------------------------------------------------------------
-def add_sequence(nodes: list, index_values: list, name: str, scene=None, browser=None):
-    """A Sequence node over fractions holding copies of `nodes`; synchronised in `browser` (created
-    when None, with the first sequence as master). Returns (sequence, browser)."""
+def new_sequence(name: str, scene=None):
+    """An empty Sequence node indexed by fraction (numeric, so fractions sort as numbers)."""
     scene = get_scene(scene)
-    logics = module_logics(scene)
     seq = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GetUniqueNameByString(name))
     seq.SetIndexName("fraction")
     seq.SetIndexUnit("")
     seq.SetIndexType(seq.NumericIndex)
-    for node, value in zip(nodes, index_values):
-        seq.SetDataNodeAtValue(node, str(value))
+    return seq
+
+
+def synchronise(seq, browser=None, scene=None, name: str | None = None):
+    """Browse `seq` in `browser` (created when None, with `seq` as master) and return (proxy, browser).
+
+    The proxy node is what views show. Its voxels are the selected item's own (a shallow copy: the
+    browser's "save changes" on), so the current fraction is not held a second time; an edit of the proxy
+    (e.g. in the Segment Editor) goes into that fraction's item."""
+    scene = get_scene(scene)
+    logics = module_logics(scene)
     if browser is None:
         browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode",
-                                          scene.GetUniqueNameByString(f"{name} browser"))
+                                          scene.GetUniqueNameByString(f"{seq.GetName()} browser"))
         browser.SetAndObserveMasterSequenceNodeID(seq.GetID())
+        # the toolbar and module show "fraction 3", not the item number
+        browser.SetIndexDisplayMode(browser.IndexDisplayAsIndexValue)
     else:
         browser.AddSynchronizedSequenceNode(seq)
+    browser.SetSaveChanges(seq, True)
     logics["sequences"].UpdateProxyNodesFromSequences(browser)
     proxy = browser.GetProxyNode(seq)
     if proxy is not None:
-        proxy.SetName(f"{name} (current fraction)")
+        proxy.SetName(f"{name or seq.GetName()} (current fraction)")
         if proxy.IsA("vtkMRMLDisplayableNode") and proxy.GetDisplayNode() is None:
             proxy.CreateDefaultDisplayNodes()
+    return proxy, browser
+
+
+def add_sequence(nodes: list, index_values: list, name: str, scene=None, browser=None):
+    """A Sequence node over fractions holding copies of `nodes`; synchronised in `browser` (created
+    when None, with the first sequence as master). Returns (sequence, browser)."""
+    seq = new_sequence(name, scene)
+    for node, value in zip(nodes, index_values):
+        seq.SetDataNodeAtValue(node, str(value))
+    _, browser = synchronise(seq, browser, scene, name)
     return seq, browser

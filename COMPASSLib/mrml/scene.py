@@ -24,6 +24,13 @@ def has_app() -> bool:
     return hasattr(_slicer(), "app")
 
 
+def is_app_scene(scene) -> bool:
+    """True for the application's own scene (slicer.mrmlScene in Slicer): its module logics, views and
+    toolbars exist already. Other scenes (slicer-core, or a batch run's scenes inside Slicer) get them here."""
+    slicer = _slicer()
+    return has_app() and scene is getattr(slicer, "mrmlScene", None)
+
+
 _LOGICS: dict = {}   # scene address -> module logics created for a scene without the application
 
 
@@ -40,7 +47,7 @@ def module_logics(scene=None) -> dict:
     """
     slicer = _slicer()
     scene = scene if scene is not None else get_scene()
-    if has_app() and scene is slicer.mrmlScene:
+    if is_app_scene(scene):
         m = slicer.modules
         return {"segmentations": m.segmentations.logic(), "sequences": m.sequences.logic(),
                 "colors": m.colors.logic(), "application": slicer.app.applicationLogic()}

@@ -1,6 +1,7 @@
 """Dose-texture maps as colour overlays: the "COMPASS texture" colour table, overlays with a colour
 legend over a CT, maps computed from a patient in the scene or read from `compass run --texture-maps`
-files, and setting the slice views' foreground."""
+files, and setting the slice views' foreground. Overlays are SlicerRT dose volumes in the unit of their
+feature (a study per unit under the patient, slicerrt.unit_study), so its DVH and Isodose take them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,13 +10,50 @@ import numpy as np
 
 from COMPASSLib.errors import InputError
 from COMPASSLib.mrml.coordinates import _array, volume_to_image
-from COMPASSLib.mrml.nodes import _style_volume, add_volume, segment_array
-from COMPASSLib.mrml.patient import PatientNodes, _place
+from COMPASSLib.mrml.hierarchy import patient_item, place
+from COMPASSLib.mrml.nodes import ATTRIBUTE_PREFIX, _style_volume, add_volume, segment_array
+from COMPASSLib.mrml.patient import PatientNodes
 from COMPASSLib.mrml.scene import _nodes, get_scene, module_logics
+from COMPASSLib.mrml.slicerrt import GRAY, mark_dose_volume, unit_study
+from COMPASSLib.mrml.views import show_layers
 from COMPASSLib.progress import report, scaled
 
 _TEXTURE_COLOURS = ((0.0, (0.0, 0.0, 0.02)), (0.25, (0.34, 0.06, 0.43)), (0.5, (0.73, 0.21, 0.33)),
                     (0.75, (0.98, 0.55, 0.04)), (1.0, (0.99, 1.0, 0.64)))  # dark-to-bright, inferno-like
+# The unit of a map of the cumulative BED (Gy), as pyradiomics defines the feature: first-order
+# intensities in Gy, Energy and Variance in Gy^2, TotalEnergy Energy x voxel volume; Entropy,
+# Uniformity, Skewness, Kurtosis and every GLCM feature (computed on the grey-level bins) have none.
+_FIRSTORDER_GY = {"Minimum", "10Percentile", "90Percentile", "Maximum", "Mean", "Median", "InterquartileRange",
+                  "Range", "MeanAbsoluteDeviation", "RobustMeanAbsoluteDeviation", "RootMeanSquared"}
+_FIRSTORDER_OTHER = {"Energy": f"{GRAY}^2", "Variance": f"{GRAY}^2", "TotalEnergy": f"{GRAY}^2*mm^3"}
+TEXTURE_STUDY = "texture maps"
+
+
+def texture_unit(feature: str) -> str | None:
+    """The unit of a texture map of the BED ('firstorder:Mean' -> 'GY'), None where it has none."""
+    kind, _, name = feature.partition(":")
+    if kind != "firstorder":
+        return None
+    return GRAY if name in _FIRSTORDER_GY else _FIRSTORDER_OTHER.get(name)
+
+
+def _feature_of_file(name: str) -> str | None:
+    """'Heart_glcm_Contrast.nrrd' (compass run --texture-maps) -> 'glcm:Contrast' (organs may hold '_')."""
+    stem = name[:-5] if name.endswith(".nrrd") else name
+    for kind in ("firstorder", "glcm"):
+        head, sep, tail = stem.rpartition(f"_{kind}_")
+        if sep and head:
+            return f"{kind}:{tail}"
+        if stem.startswith(f"{kind}_"):
+            return f"{kind}:{stem[len(kind) + 1:]}"
+    return None
+
+
+def _place_overlay(scene, node, patient_id: str, feature: str | None) -> None:
+    """Under the patient's study of the map's unit, where SlicerRT reads that unit."""
+    unit = texture_unit(feature) if feature else None
+    node.SetAttribute(ATTRIBUTE_PREFIX + "unit", unit or "")
+    place(scene, node, unit_study(scene, patient_item(scene, patient_id), f"{patient_id} {TEXTURE_STUDY}", unit))
 
 
 def texture_colour_table(scene=None):
@@ -56,6 +94,7 @@ def add_texture_overlay(texture, name: str, background_node=None, scene=None, re
         texture = sitk.GetImageFromArray(np.nan_to_num(arr, nan=0.0))
         texture.CopyInformation(reference)
     node = add_volume(texture, name, scene, {**(attributes or {}), "modality": "texture"})
+    mark_dose_volume(node)   # SlicerRT's DVH/Isodose take it; its unit is on its study (_place_overlay)
     display = node.GetDisplayNode()
     display.SetAndObserveColorNodeID(texture_colour_table(scene).GetID())
     values = _array(texture)
@@ -99,17 +138,26 @@ def add_texture_maps(patient: PatientNodes, organ: str, fraction: int, features=
     radius = int(radius or tex["radius"])
     bin_width_gy = float(bin_width_gy or tex["bin_width_gy"])
     delivered = [k for k in patient.fractions if k <= fraction]
-    if fraction not in patient.fractions or any(("dose", k) not in patient.volumes for k in delivered):
+    # the fraction doses as the scene holds them (Sequence items, or the kept fraction nodes)
+    dose_nodes = [patient.node(scene, "dose", k) for k in delivered]
+    if fraction not in patient.fractions or any(n is None for n in dose_nodes):
         raise InputError(f"no dose volumes up to fraction {fraction} in the scene: load the patient's fractions",
                          patient=patient.patient, fraction=fraction)
-    doses = [volume_to_image(scene.GetNodeByID(patient.volumes[("dose", k)])) for k in delivered]
+    doses = [volume_to_image(n) for n in dose_nodes]
     bed = sitk.GetImageFromArray(cumulative_organ_bed(doses, organ, fs.alpha_beta))
     bed.CopyInformation(doses[-1])
-    seg = scene.GetNodeByID(patient.segmentations.get(fraction) or patient.segmentations[min(patient.segmentations)])
-    dose_node = scene.GetNodeByID(patient.volumes[("dose", fraction)])
-    background = scene.GetNodeByID(patient.volumes.get(("ct", fraction)) or patient.volumes[("dose", fraction)])
-    mask = sitk.GetImageFromArray(segment_array(seg, organ, dose_node))
+    # The organ's voxels and the background from scene nodes showing this fraction (the proxies with the
+    # browser moved to it: the overlay lies over its own fraction's CT). A fraction without contours
+    # takes those of the first fraction that has them.
+    seg_fraction = fraction if patient.node(scene, "segmentation", fraction) is not None else \
+        next((k for k in patient.fractions if patient.node(scene, "segmentation", k) is not None), None)
+    if seg_fraction is None:
+        raise InputError("no organ segmentation in the scene", patient=patient.patient, fraction=fraction)
+    seg = patient.shown_node(scene, "segmentation", seg_fraction)
+    # every fraction lies on the patient's one reference grid (ingest): any fraction's dose gives it
+    mask = sitk.GetImageFromArray(segment_array(seg, organ, patient.shown_node(scene, "dose", seg_fraction)))
     mask.CopyInformation(bed)
+    background = patient.shown_node(scene, "ct", fraction) or patient.shown_node(scene, "dose", fraction)
     report(progress, 0.0, f"texture maps of {organ}, fraction {fraction}")
     maps = texture_maps(bed, mask, features, radius=radius, bin_width=bin_width_gy, device=device,
                         progress=scaled(progress, 0.0, 0.9))
@@ -119,8 +167,7 @@ def add_texture_maps(patient: PatientNodes, organ: str, fraction: int, features=
                                    background, scene, reference=bed,
                                    attributes={"patient": patient.patient, "fraction": fraction, "organ": organ,
                                                "feature": name, "radius_voxels": radius, "bin_width_gy": bin_width_gy})
-        if fraction in patient.sh_items:
-            _place(scene, node, patient.sh_items[fraction])
+        _place_overlay(scene, node, patient.patient, name)
         nodes.append(node)
     report(progress, 1.0, "texture maps done")
     return nodes
@@ -145,19 +192,20 @@ def add_texture_files(run_dir, patient_id: str, fraction: int, scene=None, backg
                                      {"patient": patient_id, "fraction": fraction, "modality": "ct"})
         _style_volume(background_node, "ct")
     texture = doc.get("settings", {}).get("texture", {})
-    return [add_texture_overlay(sitk.ReadImage(str(folder / name)), f"{patient_id} F{fraction} {name[:-5]} (BED)",
-                                background_node, scene,
-                                attributes={"patient": patient_id, "fraction": fraction, "file": name,
-                                            "radius_voxels": texture.get("radius"),
-                                            "bin_width_gy": texture.get("bin_width_gy")})
-            for name in doc.get("outputs", [])]
+    nodes = []
+    for name in doc.get("outputs", []):
+        feature = _feature_of_file(name)
+        node = add_texture_overlay(sitk.ReadImage(str(folder / name)), f"{patient_id} F{fraction} {name[:-5]} (BED)",
+                                   background_node, scene,
+                                   attributes={"patient": patient_id, "fraction": fraction, "file": name,
+                                               "feature": feature, "radius_voxels": texture.get("radius"),
+                                               "bin_width_gy": texture.get("bin_width_gy")})
+        _place_overlay(scene, node, patient_id, feature)
+        nodes.append(node)
+    return nodes
 
 
 def show_overlay(foreground_node, background_node=None, scene=None, opacity: float = 0.6) -> None:
-    """Set foreground (and background) of every slice view of the scene (none exist on slicer-core)."""
-    scene = get_scene(scene)
-    for composite in _nodes(scene, "vtkMRMLSliceCompositeNode"):
-        if background_node is not None:
-            composite.SetBackgroundVolumeID(background_node.GetID())
-        composite.SetForegroundVolumeID(foreground_node.GetID())
-        composite.SetForegroundOpacity(opacity)
+    """Set foreground (and background) of every slice view of the scene (none exist on a slicer-core
+    scene without views)."""
+    show_layers(get_scene(scene), background_node, foreground_node, opacity)
