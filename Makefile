@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test unit bench clean
 
 venv: $(STAMP)
 
@@ -22,7 +22,13 @@ $(STAMP): requirements.txt requirements-build.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/compass demo $(DEMO)
 
+# the Slicer module's own dependency install, for real, in a Slicer-like venv (~3-5 min), then the suite
 test: $(STAMP)
+	$(BIN)/python Testing/check_slicer_install.py
+	$(BIN)/python -m pytest Testing -q -p no:cacheprovider
+
+# the test suite alone
+unit: $(STAMP)
 	$(BIN)/python -m pytest Testing -q -p no:cacheprovider
 
 bench: $(STAMP)
