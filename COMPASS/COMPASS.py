@@ -169,6 +169,7 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.generateSampleButton.connect("clicked(bool)", self.onGenerateSample)
         self.ui.refreshPatientsButton.connect("clicked(bool)", self.onRefreshPatients)
         self.ui.loadPatientButton.connect("clicked(bool)", self.onLoadPatient)
+        self.ui.sceneCohortButton.connect("clicked(bool)", self.onSceneCohort)
         self.ui.runTwinButton.connect("clicked(bool)", self.onRunTwin)
         self.ui.showRiskButton.connect("clicked(bool)", self.onShowRisk)
         self.ui.computeTextureButton.connect("clicked(bool)", self.onComputeTexture)
@@ -274,6 +275,14 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         risk = p.riskPath if _given(p.riskPath) else None
         self._patientNodes = self._run(_("loading the patient"), lambda: self.logic.loadPatient(
             p.cohortPath, self._patient(), risk=risk, progress=self._progress)) or self._patientNodes
+
+    def onSceneCohort(self) -> None:
+        p = self._parameterNode
+        cohort = self._run(_("reading the DICOM series in the scene"),
+                           lambda: self.logic.cohortFromScene(p.outputPath))
+        if cohort is not None:
+            p.cohortPath = Path(cohort)
+            self.onRefreshPatients()
 
     def onRunTwin(self) -> None:
         p = self._parameterNode
@@ -429,6 +438,14 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
         if nodes.risk_chart:
             mrml.show_plot(slicer.mrmlScene.GetNodeByID(nodes.risk_chart))
         return nodes
+
+    @staticmethod
+    def cohortFromScene(outputPath=None) -> Path:
+        """The patients whose series were loaded through Slicer's DICOM module (SlicerRT for RTDOSE and
+        RTSTRUCT), found by study in the subject hierarchy, as a cohort manifest (mrml.scene_cohort; files
+        from the DICOM database): OUTPUT/scene-cohort/cohort.json, or a temporary folder."""
+        folder = (Path(outputPath) if _given(outputPath) else Path(tempfile.mkdtemp(prefix="COMPASS-scene-")))
+        return mrml.scene_cohort(None, folder / "scene-cohort", slicer.mrmlScene)
 
     @staticmethod
     def runTwin(cohortPath, outputPath, modelPath=None, device="cpu", progress=None) -> Path:

@@ -125,6 +125,7 @@ BUTTON_WORK = {   # button -> the logic call it makes
     "generateSampleButton": "generateSampleCohort", "refreshPatientsButton": "patientIds",
     "loadPatientButton": "loadPatient", "runTwinButton": "runTwin", "showRiskButton": "showRisk",
     "computeTextureButton": "addTextureMaps", "saveSceneButton": "saveScene",
+    "sceneCohortButton": "cohortFromScene",
 }
 
 

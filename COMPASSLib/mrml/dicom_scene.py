@@ -169,15 +169,11 @@ def _export(scene, node, role, folder: Path, reference_node) -> str:
     return str(path)
 
 
-def scene_cohort(patient_id: str, out_dir, scene=None, dicom_files=None, outcomes=None) -> Path:
-    """Write OUT/cohort.json for one patient of the scene (see the module docstring); returns its path.
-    `dicom_files`: SOP instance UID -> file path (default: Slicer's DICOM database where it exists);
-    `outcomes`: an outcomes.csv to refer to (for training or checking; scoring needs none)."""
-    from COMPASSLib.cohort import Cohort, Fraction, Patient
+def _patient_entry(scene, patient_id, out: Path, dicom_files):
+    """(the manifest's Patient, the studies found) for one patient of the scene."""
+    from COMPASSLib.atomic import safe_filename
+    from COMPASSLib.cohort import Fraction, Patient
 
-    scene = get_scene(scene)
-    out = Path(out_dir)
-    dicom_files = dicom_files if dicom_files is not None else _application_dicom_files()
     studies = patient_studies(patient_id, scene)
     fractions = [s for s in studies if "dose" in s.nodes]
     if not fractions:
@@ -187,7 +183,7 @@ def scene_cohort(patient_id: str, out_dir, scene=None, dicom_files=None, outcome
                     None)
     reference_ct = (planning or fractions[0]).nodes.get("ct") or next((s.nodes["ct"] for s in fractions
                                                                         if "ct" in s.nodes), None)
-    exported = out / "scene_exports"
+    exported = out / "scene_exports" / safe_filename(patient_id)
 
     def files_of(study, k):
         entry = {"index": k, "datetime": f"{study.date}T{study.time}" if study.date else None}
@@ -203,9 +199,27 @@ def scene_cohort(patient_id: str, out_dir, scene=None, dicom_files=None, outcome
 
     patient = Patient(id=str(patient_id), fractions=[Fraction(**files_of(s, k)) for k, s in enumerate(fractions, 1)],
                       planning=Fraction(**files_of(planning, 0)) if planning is not None else None)
-    cohort = Cohort([patient], root=out, outcomes_file=str(Path(outcomes).resolve()) if outcomes else "outcomes.csv",
+    return patient, studies
+
+
+def scene_cohort(patients, out_dir, scene=None, dicom_files=None, outcomes=None) -> Path:
+    """Write OUT/cohort.json for patients of the scene (see the module docstring); returns its path.
+    `patients`: a patient id, a list of them, or None for every patient of the scene's subject hierarchy;
+    `dicom_files`: SOP instance UID -> file path (default: Slicer's DICOM database where it exists);
+    `outcomes`: an outcomes.csv to refer to (for training or checking; scoring needs none)."""
+    from COMPASSLib.cohort import Cohort
+
+    scene = get_scene(scene)
+    out = Path(out_dir)
+    dicom_files = dicom_files if dicom_files is not None else _application_dicom_files()
+    ids = list(scene_patients(scene)) if patients is None else [patients] if isinstance(patients, str) else list(patients)
+    if not ids:
+        raise InputError("the scene's subject hierarchy holds no patient: load the fractions through the DICOM module")
+    entries = [_patient_entry(scene, pid, out, dicom_files) for pid in ids]
+    cohort = Cohort([p for p, _ in entries], root=out,
+                    outcomes_file=str(Path(outcomes).resolve()) if outcomes else "outcomes.csv",
                     extra={"source": "3D Slicer scene (DICOM module)",
-                           "studies": [{"name": s.name, "date": s.date, "time": s.time,
-                                        "nodes": {r: n.GetName() for r, n in s.nodes.items()}} for s in studies]})
-    path = cohort.save(out / "cohort.json")
-    return path
+                           "studies": {p.id: [{"name": s.name, "date": s.date, "time": s.time,
+                                               "nodes": {r: n.GetName() for r, n in s.nodes.items()}}
+                                              for s in studies] for p, studies in entries}})
+    return cohort.save(out / "cohort.json")
