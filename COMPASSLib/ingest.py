@@ -10,6 +10,10 @@ warning), dose in Gy (linear; several RTDOSE files of one fraction are summed; a
 InputError), and organ masks from the fraction's RTSTRUCT/labelmap, else the planning one, renamed
 to canonical organs with the manifest's `organs` map (then the synonym table for names the map does
 not mention; ROIs that map to no organ are left out). Two ROIs that map to one organ are united.
+The ROI names that map to no organ are kept as `FractionImages.unmapped_rois`; when a fraction's
+structure set lacks an organ that another structure set of the patient has (an organ named
+differently, e.g. "Herz"), a warning names the fraction and those unmapped ROI names, so the user
+can add the right one to the manifest's `organs` map.
 
 `PatientLoader` loads the fractions of one patient and reads what they share once (the reference grid,
 each structure file); it can skip modalities a caller does not use. `load_fraction` is the one-off form.
@@ -37,6 +41,7 @@ class FractionImages:
     reference: object = None       # sitk.Image (uint8, empty) defining the grid, with FrameOfReferenceUID
     patient: str = ""
     fraction: int = 0
+    unmapped_rois: list = field(default_factory=list)   # ROI names of the structure set mapping to no organ
 
 
 def _cohort(cohort) -> Cohort:
@@ -163,7 +168,9 @@ class PatientLoader:
         self.modalities = modalities
         self.organs = None if organs is None else set(organs)
         self._grids = {}    # fraction index (None for the CT reference) -> grid
-        self._masks = {}    # (structure file paths, grid key) -> {organ: mask}
+        self._masks = {}    # (structure file paths, grid key) -> ({organ: mask}, [unmapped ROI names])
+        self._names = {}    # structure file paths -> ROI names (None: a labelmap, names known once read)
+        self._expected = None   # organs (wanted ones) that some structure set of the patient has
 
     # ---- shared per patient
     def reference_grid(self, fraction_index=None):
@@ -181,12 +188,64 @@ class PatientLoader:
         that edits one does not change what the next fraction gets."""
         import SimpleITK as sitk
 
+        key = self._masks_key(fraction_index, grid)
+        return {organ: sitk.Image(mask) for organ, mask in self._masks[key][0].items()}
+
+    def unmapped_rois(self, fraction_index, grid) -> list:
+        """ROI names of the fraction's structure set that map to no organ (manifest map, synonyms)."""
+        return list(self._masks[self._masks_key(fraction_index, grid)][1])
+
+    def _masks_key(self, fraction_index, grid):
         frac = self.patient.fraction(fraction_index)
         files, _ = _structure_files(self.patient, frac)
         key = (tuple(str(p) for p in self.cohort.paths(files)), _grid_key(grid))
         if key not in self._masks:
-            self._masks[key] = _load_masks(self.cohort, self.patient, frac, grid, self.organs)
-        return {organ: sitk.Image(mask) for organ, mask in self._masks[key].items()}
+            masks, unmapped = _load_masks(self.cohort, self.patient, frac, grid, self.organs, self._roi_names)
+            self._masks[key] = (masks, unmapped)
+            self._warn_missing_organs(frac, files, masks, unmapped)
+        return key
+
+    def _roi_names(self, paths, index):
+        """ROI names of a structure file (memoised; None for labelmaps)."""
+        key = tuple(str(p) for p in paths)
+        if key not in self._names:
+            self._names[key] = _structure_names(paths, self.patient.id, index)
+        return self._names[key]
+
+    def expected_organs(self) -> set:
+        """The (wanted) organs that at least one structure set of the patient maps an ROI name to, from the
+        ROI names of its RTSTRUCTs (headers only; labelmaps count once they have been read). A file that
+        cannot be listed here is skipped: its own fraction reports the error."""
+        if self._expected is None:
+            expected = set()
+            sources = [f for f in [self.patient.planning, *self.patient.fractions] if f is not None and f.rtstruct]
+            for f in sources:
+                paths = self.cohort.paths(f.rtstruct)
+                if not all(p.is_file() for p in paths):
+                    continue
+                try:
+                    names = self._roi_names(paths, f.index)
+                except CompassError:
+                    continue
+                expected |= {o for o in (organ_for(n, self.patient.organs) for n in names or [])
+                             if o is not None and (self.organs is None or o in self.organs)}
+            self._expected = expected
+        found = set()
+        for masks, _ in self._masks.values():
+            found |= set(masks)
+        return self._expected | found
+
+    def _warn_missing_organs(self, frac, files, masks, unmapped):
+        if not files:
+            return
+        missing = sorted(self.expected_organs() - set(masks))
+        if not missing:
+            return
+        names = (f"ROI name(s) mapping to no organ: {', '.join(repr(n) for n in unmapped)} (add the right one to "
+                 "the manifest's 'organs' map)") if unmapped else "every ROI name of it maps to an organ"
+        log.warning("patient %s fraction %s: structure set %s lacks organ(s) %s that other structure sets of the "
+                    "patient have; %s", self.patient.id, frac.index, self.cohort.paths(files)[0],
+                    ", ".join(missing), names)
 
     # ---- one fraction
     def load(self, fraction_index, reference_image=None) -> FractionImages:
@@ -222,11 +281,13 @@ class PatientLoader:
             dose = _on_grid(_read_volume(cohort, frac.dose, "dose", patient.id, frac.index), grid,
                             cohort.paths(frac.dose), patient.id, frac.index)
         masks = self.masks(frac.index, grid) if "rtstruct" in wanted else {}
+        unmapped = self.unmapped_rois(frac.index, grid) if "rtstruct" in wanted else []
         return FractionImages(ct=ct, pet=pet, dose=dose, masks=masks, reference=grid,
-                              patient=patient.id, fraction=frac.index)
+                              patient=patient.id, fraction=frac.index, unmapped_rois=unmapped)
 
 
-def _load_masks(cohort, patient, frac, grid, organs=None):
+def _load_masks(cohort, patient, frac, grid, organs=None, list_names=None):
+    """({organ: mask}, [ROI names mapping to no organ]) of the fraction's structure set on `grid`."""
     import SimpleITK as sitk
 
     from COMPASSLib.io import read_structures
@@ -235,22 +296,26 @@ def _load_masks(cohort, patient, frac, grid, organs=None):
     if not files:
         log.warning("patient %s fraction %s: no structures (RTSTRUCT/labelmap); no organ masks",
                     patient.id, frac.index)
-        return {}
+        return {}, []
 
     def kept(organ):
         return organ is not None and (organs is None or organ in organs)
 
     paths = cohort.paths(files)
     try:
-        names = _structure_names(paths, patient.id, frac.index)
+        names = (list_names or (lambda p, i: _structure_names(p, patient.id, i)))(paths, frac.index)
+        unmapped = [] if names is None else [n for n in names if organ_for(n, patient.organs) is None]
         wanted = None if names is None else [n for n in names if kept(organ_for(n, patient.organs))]
         if wanted == []:
-            log.warning("patient %s fraction %s: no ROI in %s maps to a%s organ", patient.id, frac.index, paths[0],
-                        " known" if organs is None else " wanted")
-            return {}
+            log.warning("patient %s fraction %s: no ROI in %s maps to a%s organ%s", patient.id, frac.index, paths[0],
+                        " known" if organs is None else " wanted",
+                        f" (ROI names mapping to no organ: {', '.join(unmapped)})" if unmapped else "")
+            return {}, unmapped
         rois = read_structures(paths, grid, rois=wanted, patient=patient.id, fraction=frac.index)
     except CompassError as e:
         raise _with_context(e, paths, patient.id, frac.index) from None
+    if names is None:   # a labelmap: its names are known now
+        unmapped = [n for n in rois if organ_for(n, patient.organs) is None]
     masks = {}
     for roi, mask in rois.items():
         organ = organ_for(roi, patient.organs)
@@ -259,7 +324,7 @@ def _load_masks(cohort, patient, frac, grid, organs=None):
         masks[organ] = sitk.Or(masks[organ], mask) if organ in masks else mask
     log.debug("patient %s fraction %s: masks %s from %s (fraction %s)", patient.id, frac.index,
               sorted(masks), paths[0], index)
-    return masks
+    return masks, unmapped
 
 
 def load_fraction(cohort, patient_id, fraction_index, reference: str = "ct", *, reference_image=None,

@@ -13,7 +13,11 @@ DESCRIPTION = (
     "structures that are no known organ are listed in the provenance and count as that tissue. Doses on other grids are resampled (linearly) onto the first "
     "one's grid. -o OUT.dcm writes a DICOM RTDOSE (DoseType EFFECTIVE) sharing the first input RTDOSE's "
     "patient, study, frame of reference and plan; any other suffix is written by SimpleITK. A provenance "
-    "JSON is written beside the output.")
+    "JSON is written beside the output. The inputs must be one patient's: DICOM RTDOSE inputs (and an "
+    "RTSTRUCT given with --structures) that disagree on PatientID or FrameOfReferenceUID are refused, naming "
+    "both files and both values. NRRD/NIfTI doses carry no PatientID or FrameOfReferenceUID of their own "
+    "(only a FrameOfReferenceUID/PatientID metadata field, as COMPASS writes them, is compared): "
+    "for those, making sure they are one patient's is up to you.")
 
 
 def add_arguments(parser):
@@ -36,18 +40,62 @@ def provenance_path(output) -> Path:
     return output.with_name(output.name + ".provenance.json")
 
 
+IDENTITY_KEYS = ("PatientID", "FrameOfReferenceUID")   # what one patient's fraction doses share
+
+
+def _identity(image) -> dict:
+    """PatientID / FrameOfReferenceUID of a dose image (RTDOSE metadata; NRRD fields where present)."""
+    return {k: image.GetMetaData(k).strip() for k in IDENTITY_KEYS
+            if image.HasMetaDataKey(k) and image.GetMetaData(k).strip()}
+
+
+def _check_one_patient(identities) -> None:
+    """identities: [(path, fraction or None, {key: value})]; InputError naming both files and values when two
+    inputs disagree on PatientID or FrameOfReferenceUID (inputs without a value are not compared)."""
+    from COMPASSLib.errors import InputError
+
+    first = {}
+    for path, k, ident in identities:
+        for key, value in ident.items():
+            if key not in first:
+                first[key] = (path, value)
+            elif first[key][1] != value:
+                other, seen = first[key]
+                raise InputError(f"inputs are not one patient's: {other} has {key} {seen!r}, {path} has {key} "
+                                 f"{value!r}; a cumulative BED sums the fractions of one patient in one frame of "
+                                 "reference", file=path, fraction=k)
+
+
 def _read_fraction_doses(paths):
-    """Per-fraction dose images on the first one's grid (errors name the fraction)."""
+    """Per-fraction dose images on the first one's grid (errors name the fraction); all one patient's."""
     from COMPASSLib import io
     from COMPASSLib.geometry import resample_image, same_grid
 
-    doses = []
+    doses, identities = [], []
     for k, path in enumerate(paths, start=1):
         image = io.read_volume([path], "dose", fraction=k)
+        identities.append((path, k, _identity(image)))
+        _check_one_patient(identities)
         if doses and not same_grid(image, doses[0]):
             image = resample_image(image, doses[0])
         doses.append(image)
-    return doses
+    return doses, identities
+
+
+def _structures_identity(path) -> dict:
+    """PatientID / FrameOfReferenceUID of an RTSTRUCT ({} for labelmaps and .seg.nrrd)."""
+    from COMPASSLib import io
+    from COMPASSLib.io.images import image_suffix
+
+    if image_suffix(path) is not None or io.dicom_modality(path) != "RTSTRUCT":
+        return {}
+    from COMPASSLib.io.dicom_series import read_dataset
+    from COMPASSLib.io.rtstruct import structure_frame_of_reference
+
+    ds = read_dataset(path, stop_before_pixels=True)
+    ident = {"PatientID": str(ds.get("PatientID", "")).strip(),
+             "FrameOfReferenceUID": structure_frame_of_reference(ds).strip()}
+    return {k: v for k, v in ident.items() if v}
 
 
 def _organ_overrides(items) -> dict:
@@ -109,7 +157,9 @@ def run(args) -> int:
         raise InputError("output must end in .dcm (RTDOSE) or an image suffix such as .nrrd or .nii.gz",
                          file=output)
 
-    fractions = _read_fraction_doses(inputs)
+    fractions, identities = _read_fraction_doses(inputs)
+    if args.structures is not None and Path(args.structures).is_file():
+        _check_one_patient(identities + [(Path(args.structures), None, _structures_identity(args.structures))])
     alpha_beta, described, map_settings = _alpha_beta(args, fractions[0])
     result = dose.cumulative_bed(fractions, alpha_beta)[-1]
     quantity = "BED"

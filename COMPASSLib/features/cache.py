@@ -19,7 +19,9 @@ import numpy as np
 from COMPASSLib.atomic import safe_filename
 
 # Bump when the numbers a given input and settings produce change: old cache entries then stop matching.
-FEATURE_CODE_VERSION = "3"   # 2, 3: texture-map (tex_) numerics changed at the last digits (3: compiled MCC, cells)
+# 2, 3: texture-map (tex_) numerics changed at the last digits (3: compiled MCC, cells); 4: warnings of a fraction
+# whose structure set names an organ differently list the unmapped ROI names (the rows are unchanged)
+FEATURE_CODE_VERSION = "4"
 
 
 def digest(*parts) -> str:

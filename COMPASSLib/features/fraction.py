@@ -89,7 +89,10 @@ def _organ_mask(ctx, images, organ, k):
     import SimpleITK as sitk
 
     if organ not in images.masks:
-        ctx.warn(f"organ {organ} has no contour in patient {ctx.patient_id} fraction {k}: no row")
+        unmapped = getattr(images, "unmapped_rois", None) or []
+        names = (f"; ROI names of its structure set that map to no organ: {', '.join(unmapped)} (add the one "
+                 f"that is {organ} to the manifest's 'organs' map)") if unmapped else ""
+        ctx.warn(f"organ {organ} has no contour in patient {ctx.patient_id} fraction {k}: no row{names}")
         return None
     mask_img = images.masks[organ]
     if not (sitk.GetArrayViewFromImage(mask_img) > 0).any():

@@ -14,17 +14,54 @@ profile, SUV calculation wiki):
   The injection time is RadiopharmaceuticalStartDateTime, else SeriesDate + RadiopharmaceuticalStartTime.
 - Any other Units (CNTS, PROPCPS, ...) or a missing tag is an InputError naming the file and the tag:
   COMPASS never hands raw counts on as if they were SUV.
+- Plausibility (DecayCorrection START, where the uptake time dt enters the factor 2^(dt / half-life)):
+  dt must lie in the accepted uptake-time range, Resources/pet_suv.yaml (default 30-180 min, the
+  sources are quoted there; `uptake_range_min=(low, high)` overrides it per call). A scan before the
+  injection, an uptake time outside the range (12 h: a wrong time tag would make every SUV ~90x too
+  high), an uptake time longer than MAX_HALF_LIVES half-lives of the radionuclide (a decay correction
+  beyond 2^10, e.g. a half-life tag in the wrong unit) or a factor that is not a finite positive number
+  are an InputError naming the file, patient, fraction, the uptake time found and the accepted range.
+  With GML (already SUV) and ADMIN (decay corrected to the injection) the uptake time does not
+  enter the conversion and is not checked.
 """
 from __future__ import annotations
+
+import functools
+import math
 
 from COMPASSLib.errors import InputError
 from COMPASSLib.io.dicom_series import dicom_datetime, dicom_datetime_dt, read_series
 
+SETTINGS_FILE = "pet_suv.yaml"
+MAX_HALF_LIVES = 10.0   # a decay correction above 2^10: >99.9 % of the activity gone, no quantitative PET
 
-def read_pet_series(files, patient=None, fraction=None):
-    """Read a PET DICOM series -> `SimpleITK.Image` float32 SUVbw with LPS geometry."""
+
+@functools.lru_cache(maxsize=None)
+def default_uptake_range_min() -> tuple:
+    """(low, high) accepted uptake time in minutes from Resources/pet_suv.yaml."""
+    from COMPASSLib.resources import load_yaml, resource_path
+
+    entry = load_yaml(SETTINGS_FILE).get("uptake_time_min") or {}
+    return _checked_range((entry.get("low"), entry.get("high")), resource_path(SETTINGS_FILE))
+
+
+def _checked_range(value, source=None) -> tuple:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"PET uptake_time_min must be two numbers (low, high) in minutes, got {value!r}",
+                         file=source) from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
+        raise InputError(f"PET uptake_time_min must satisfy 0 <= low < high, got {low:g}-{high:g} min",
+                         file=source)
+    return low, high
+
+
+def read_pet_series(files, patient=None, fraction=None, uptake_range_min=None):
+    """Read a PET DICOM series -> `SimpleITK.Image` float32 SUVbw with LPS geometry.
+    `uptake_range_min`: (low, high) accepted uptake time in minutes (default Resources/pet_suv.yaml)."""
     image, datasets = read_series(files, "PT", patient=patient, fraction=fraction)
-    factor = suv_factor(datasets, patient=patient, fraction=fraction)
+    factor = suv_factor(datasets, patient=patient, fraction=fraction, uptake_range_min=uptake_range_min)
     if factor != 1.0:
         import SimpleITK as sitk
 
@@ -37,7 +74,7 @@ def read_pet_series(files, patient=None, fraction=None):
     return image
 
 
-def suv_factor(datasets, patient=None, fraction=None) -> float:
+def suv_factor(datasets, patient=None, fraction=None, uptake_range_min=None) -> float:
     """The factor that turns the rescaled pixel values of these (sorted) slices into SUVbw."""
     first = datasets[0]
     path = getattr(first, "filename", None)
@@ -90,11 +127,29 @@ def suv_factor(datasets, patient=None, fraction=None) -> float:
             raise fail("missing tag SeriesTime (0008,0031) / AcquisitionTime (0008,0032)")
         reference = series_time if (earliest is None or (series_time and series_time <= earliest)) else earliest
         dt_s = (reference - injection).total_seconds()
+        if uptake_range_min is None:
+            (low, high), source = default_uptake_range_min(), f"Resources/{SETTINGS_FILE}"
+        else:
+            (low, high), source = _checked_range(uptake_range_min), "uptake_range_min"
+        found = (f"uptake time {dt_s / 60.0:.1f} min (scan {reference.isoformat()}, injection "
+                 f"{injection.isoformat()}); accepted {low:g}-{high:g} min ({source})")
         if dt_s < 0:
-            raise fail(f"scan time {reference.isoformat()} precedes injection time {injection.isoformat()}")
-        dose = dose * 2.0 ** (-dt_s / float(half_life))
+            raise fail(f"scan time {reference.isoformat()} precedes injection time {injection.isoformat()}: "
+                       f"{found}")
+        if not low <= dt_s / 60.0 <= high:
+            raise fail(f"{found}; check the injection date/time tags (0018,1078)/(0018,1072)")
+        half_lives = dt_s / float(half_life)
+        if not half_lives <= MAX_HALF_LIVES:
+            raise fail(f"decay correction 2^({dt_s:.0f} s / {float(half_life):g} s) = 2^{half_lives:.3g} is beyond "
+                       f"2^{MAX_HALF_LIVES:g} (the uptake is {half_lives:.3g} half-lives): {found}; check "
+                       "RadionuclideHalfLife (0018,1075), in seconds")
+        dose = dose * 2.0 ** (-half_lives)
     else:
         raise fail(f"DecayCorrection {decay} is not supported (START or ADMIN)")
 
-    return float(weight) * 1000.0 / dose
+    factor = float(weight) * 1000.0 / dose
+    if not (math.isfinite(factor) and factor > 0.0):
+        raise fail(f"SUV factor {factor!r} is not a finite positive number (PatientWeight {weight}, "
+                   f"RadionuclideTotalDose {info.get('RadionuclideTotalDose')}, decayed {dose!r} Bq)")
+    return factor
 

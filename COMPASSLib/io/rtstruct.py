@@ -19,6 +19,9 @@ validates against):
   it is left out with a warning (e.g. an ROI with no contours at all).
 - The RTSTRUCT's frame of reference must equal the reference image's (metadata key
   FrameOfReferenceUID) when both are known: GeometryError otherwise.
+- A truncated or malformed structure set (a StructureSetROISequence item without ROINumber, an
+  ROIContourSequence item without ReferencedROINumber, a number that is not an integer) is an
+  InputError naming the file and the item, never an AttributeError.
 """
 from __future__ import annotations
 
@@ -40,18 +43,35 @@ def _open(path, patient=None, fraction=None):
     return ds
 
 
-def _roi_table(ds):
+def _item_number(item, keyword, tag, sequence, i, path=None, patient=None, fraction=None) -> int:
+    """The integer `keyword` of item i (0-based) of `sequence`; InputError naming the file and the item."""
+    value = item.get(keyword) if hasattr(item, "get") else None
+    try:
+        number = int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None:
+        what = "has no" if value in (None, "") else f"has a non-integer {value!r} as"
+        name = item.get("ROIName") if hasattr(item, "get") else None
+        roi = f" (ROI {str(name).strip()!r})" if name else ""
+        raise InputError(f"RTSTRUCT {sequence} item {i + 1}{roi} {what} {keyword} {tag}: the structure set is "
+                         "truncated or malformed", file=path, patient=patient, fraction=fraction)
+    return number
+
+
+def _roi_table(ds, path=None, patient=None, fraction=None):
     """ROI number -> (name, referenced frame of reference UID)."""
     table = {}
-    for roi in ds.get("StructureSetROISequence", []):
-        table[int(roi.ROINumber)] = (str(roi.get("ROIName", f"ROI{roi.ROINumber}")).strip(),
-                                     str(roi.get("ReferencedFrameOfReferenceUID", "")))
+    for i, roi in enumerate(ds.get("StructureSetROISequence", [])):
+        number = _item_number(roi, "ROINumber", "(3006,0022)", "StructureSetROISequence", i, path, patient, fraction)
+        table[number] = (str(roi.get("ROIName", f"ROI{number}")).strip(),
+                         str(roi.get("ReferencedFrameOfReferenceUID", "")))
     return table
 
 
 def list_rois(path, patient=None, fraction=None) -> list:
     """ROI names in file order."""
-    return [name for name, _ in _roi_table(_open(path, patient, fraction)).values()]
+    return [name for name, _ in _roi_table(_open(path, patient, fraction), path, patient, fraction).values()]
 
 
 def structure_frame_of_reference(ds) -> str:
@@ -169,7 +189,7 @@ def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> di
 
     where = dict(file=path, patient=patient, fraction=fraction)
     ds = _open(path, patient, fraction)
-    table = _roi_table(ds)
+    table = _roi_table(ds, path, patient, fraction)
     file_frame = structure_frame_of_reference(ds)
     ref_frame = _reference_frame(reference)
 
@@ -186,7 +206,8 @@ def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> di
             raise InputError(f"ROI(s) {absent} not in RTSTRUCT (has: {', '.join(by_name)})", **where)
     wanted = rois if rois is not None else list(by_name)
 
-    contour_of = {int(rc.ReferencedROINumber): rc for rc in ds.get("ROIContourSequence", [])}
+    contour_of = {_item_number(rc, "ReferencedROINumber", "(3006,0084)", "ROIContourSequence", i, path, patient,
+                               fraction): rc for i, rc in enumerate(ds.get("ROIContourSequence", []))}
     masks = {}
     for name in wanted:
         number = by_name[name]
