@@ -11,10 +11,11 @@ stdout and its result or error as one `COMPASS-RESULT {...}` line; anything else
 as log lines. `wait` polls without blocking for long (the caller's progress callback runs between polls,
 so a GUI that processes its events there stays responsive).
 
-Outputs whole or absent: the child writes into a staging folder beside OUT (`.OUT.partial-<id>`) and
-moves its files into OUT only when the job has finished; a cancelled or failed job's staging folder
-is removed. The feature cache (OUT/cache) is written in place: its entries are atomic and keyed by
-content, so what a cancelled job computed is reused by the next one.
+Outputs whole or absent: the child writes into a staging folder beside OUT (`.OUT.partial-<pid>-<id>`,
+named here so that this side can remove it after a cancel) and moves its files into OUT only when the
+job has finished (`atomic.staged_dir`, the one implementation `pipeline.run` uses too); a cancelled or
+failed job's staging folder is removed. The feature cache (OUT/cache) is written in place: its entries
+are atomic and keyed by content, so what a cancelled job computed is reused by the next one.
 
 Jobs: "run" (pipeline.run: features, LOPO evaluation, final twin, report) and "score" (pipeline.score
 with a saved model: risk after every fraction).
@@ -31,9 +32,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import uuid
 from pathlib import Path
 
+from COMPASSLib.atomic import check_output, staged_dir, staging_path
 from COMPASSLib.errors import CompassError, InputError
 from COMPASSLib.progress import Cancelled, report
 
@@ -69,8 +70,8 @@ class Job:
                              "application's working folder)")
         if kind == "score" and not model:
             raise InputError("a scoring job needs the model folder (`compass run`'s OUT/model)")
-        self.out_dir = Path(out_dir).resolve()
-        self.staging = self.out_dir.parent / f".{self.out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.out_dir = check_output(Path(out_dir).resolve(), "output folder", staged=True)
+        self.staging = staging_path(self.out_dir)
         self.spec = {"kind": kind, "cohort": str(Path(cohort).resolve()), "out_dir": str(self.out_dir),
                      "staging": str(self.staging), "settings": settings or {},
                      "model": str(Path(model).resolve()) if model else None, "device": device,
@@ -177,30 +178,17 @@ def _say(fraction_done: float, message: str) -> None:
     print(PROGRESS_TAG + json.dumps({"f": round(float(fraction_done), 4), "m": message}), flush=True)
 
 
-def _promote(staging: Path, out_dir: Path) -> None:
-    """Move the staged files into OUT, each entry replacing the one of an earlier run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for entry in staging.iterdir():
-        target = out_dir / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    staging.rmdir()
-
-
 def _run(spec: dict) -> dict:
     from COMPASSLib import pipeline
 
     staging, out_dir = Path(spec["staging"]), Path(spec["out_dir"])
-    staging.mkdir(parents=True)
-    cache = out_dir / "cache"
     if spec["kind"] == "run":
-        settings = {**spec["settings"], "cache_dir": str(spec["settings"].get("cache_dir") or cache)}
-        pipeline.run(spec["cohort"], staging, settings, progress=_say)
+        pipeline.run(spec["cohort"], out_dir, spec["settings"], progress=_say, staging=staging)
     else:
-        pipeline.score(spec["model"], spec["cohort"], staging, workers=spec["workers"], cache_dir=cache,
-                       device=spec["device"], progress=_say)
-    _promote(staging, out_dir)
+        check_output(out_dir, "output folder", staged=True)
+        with staged_dir(out_dir, staging) as stage:
+            pipeline.score(spec["model"], spec["cohort"], stage, workers=spec["workers"],
+                           cache_dir=out_dir / "cache", device=spec["device"], progress=_say)
     return {"out_dir": str(out_dir), "risk_csv": str(out_dir / "risk.csv")}
 
 
@@ -209,15 +197,13 @@ def main(argv=None) -> int:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:
         result = _run(spec)
-    except CompassError as e:
-        shutil.rmtree(spec["staging"], ignore_errors=True)
+    except CompassError as e:   # the staging folder is gone already (staged_dir)
         print(RESULT_TAG + json.dumps({"error": str(e)}), flush=True)
         return 2
     except Exception as e:   # a bug: still one line for the user, the traceback in the log
         import traceback
 
         traceback.print_exc(file=sys.stdout)
-        shutil.rmtree(spec["staging"], ignore_errors=True)
         print(RESULT_TAG + json.dumps({"error": f"unexpected {type(e).__name__}: {e}"}), flush=True)
         return 1
     print(RESULT_TAG + json.dumps(result), flush=True)

@@ -5,6 +5,9 @@ Each sub-command lives in `COMPASSLib/commands/<name>.py` and provides:
     add_arguments(parser)          its options (keep imports light here)
     run(args) -> int               the work (heavy imports inside); returns the exit code
 A `CompassError` is printed on one line (what is wrong, file, patient, fraction) with exit code 2.
+Output paths are checked by each command before any work (`COMPASSLib.atomic.check_output`); an
+OSError that still escapes (a disk that fills up, a folder removed during the run) is printed the same
+way, with the traceback in the debug log (-vv).
 """
 from __future__ import annotations
 
@@ -58,6 +61,11 @@ def main(argv=None) -> int:
         return int(args._run(args) or 0)
     except CompassError as e:
         print(f"compass {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        logging.getLogger(__name__).debug("%s", e, exc_info=True)
+        where = f" [file {e.filename}]" if e.filename else ""
+        print(f"compass {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"compass {args.command}: interrupted", file=sys.stderr)

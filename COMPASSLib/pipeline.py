@@ -4,7 +4,9 @@ run(cohort, out_dir, settings): files -> feature table (ingest, BED, features; c
     -> leave-one-patient-out evaluation of the twin and its baselines -> final twin on all patients
     -> per-fraction risk of every patient/organ -> OUT/metrics.json, risk.csv, model/, report.html
     (+ features.csv, lopo_risk.csv, lopo_trajectories.csv that the report is drawn from; with
-    `texture_maps`, voxelwise BED texture maps under OUT/texture/, listed in metrics.json).
+    `texture_maps`, voxelwise BED texture maps under OUT/texture/, listed in metrics.json). Outputs whole
+    or absent: checked before any work, staged beside OUT and moved in at the end (atomic.staged_dir);
+    only the feature cache (default OUT/cache) is written in place, entry by atomic entry.
 score(model, cohort): every fraction of every patient scored by a saved twin with the feature settings it
     was trained with (the one scoring path: `update`, the batch script and the Slicer module use it).
 update(model_dir, patient_dir): `score` of one patient's fractions so far (only fractions not in the
@@ -73,26 +75,82 @@ def _write_csv(path, frame):
         frame.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
 
 
-def run(cohort, out_dir, settings=None, progress=None) -> dict:
-    """The whole main job; returns the metrics written to OUT/metrics.json."""
-    from COMPASSLib import report as report_html
-    from COMPASSLib.atomic import write_json
+def check_outputs(out_dir, cache_dir=None, staged: bool = True) -> None:
+    """The output folder (staged beside itself) and the feature cache folder can be written: InputError
+    naming the path and what is wrong, before any work starts (COMPASSLib.atomic.check_output)."""
+    from COMPASSLib.atomic import check_output
+
+    if out_dir is not None:
+        check_output(out_dir, "output folder", staged=staged)
+    if cache_dir is not None:
+        check_output(cache_dir, "feature cache folder")
+
+
+def check_lopo_patients(cohort, outcomes) -> None:
+    """Before any feature is computed: at least LOPO_MIN_PATIENTS patients of the cohort have outcome rows
+    and a dose file in every fraction (a patient lacking one fails in feature extraction and is left out).
+    Otherwise an InputError naming the outcomes file, the patients that count and those that do not."""
+    from COMPASSLib.twin.evaluate import MIN_PATIENTS as LOPO_MIN_PATIENTS
+
+    with_outcomes = {o.patient for o in outcomes}
+    no_dose = {p.id: [f.index for f in p.fractions if not f.dose]
+               for p in cohort.patients if not p.fractions or any(not f.dose for f in p.fractions)}
+    usable = [pid for pid in cohort.patient_ids if pid in with_outcomes and pid not in no_dose]
+    if len(usable) >= LOPO_MIN_PATIENTS:
+        return
+    parts = [f"usable: {', '.join(usable) or 'none'}"]
+    lacking = [pid for pid in cohort.patient_ids if pid not in with_outcomes]
+    if lacking:
+        parts.append(f"no outcome rows: {', '.join(lacking)}")
+    if no_dose:
+        parts.append("fractions without a dose file: " + "; ".join(
+            f"{pid} (fraction {', '.join(map(str, ks))})" if ks else f"{pid} (no fractions)"
+            for pid, ks in no_dose.items()))
+    raise InputError(f"leave-one-patient-out needs at least {LOPO_MIN_PATIENTS} patients with outcomes and a "
+                     f"dose in every fraction, the cohort has {len(usable)} ({'; '.join(parts)}); nothing was "
+                     "computed", file=cohort.path(cohort.outcomes_file))
+
+
+def run(cohort, out_dir, settings=None, progress=None, *, staging=None) -> dict:
+    """The whole main job; returns the metrics written to OUT/metrics.json.
+
+    Outputs whole or absent: the output folder and the feature cache are checked, the cohort and its
+    outcomes read and the number of usable patients counted before any work starts; the job then writes
+    into a staging folder beside OUT (`staging`, default a fresh one: COMPASSLib.atomic.staged_dir) whose
+    entries replace OUT's only when everything is written. A failed or cancelled run leaves OUT as it was,
+    except the feature cache (default OUT/cache, written in place: its entries are atomic and keyed by
+    content, so the next run reuses what this one computed)."""
+    from COMPASSLib.atomic import staged_dir
     from COMPASSLib.cohort import Cohort
-    from COMPASSLib.features.table import extract_cohort
-    from COMPASSLib.provenance import record, sha256_file
-    from COMPASSLib.twin.evaluate import lopo, metrics as lopo_metrics
-    from COMPASSLib.twin.model import CompassTwin
-    from COMPASSLib.twin.trajectories import labels_frame
 
     settings = resolve_settings(settings)
     out = Path(out_dir)
+    cache = Path(settings["cache_dir"] or out / "cache")
+    check_outputs(out, cache)
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     outcomes = cohort.outcomes()
     if not outcomes:
         raise InputError("the cohort has no outcomes (outcomes.csv: patient, organ, grade, onset_fraction)",
                          file=cohort.path(cohort.outcomes_file))
+    check_lopo_patients(cohort, outcomes)
     fs = feature_settings(settings)
-    cache = Path(settings["cache_dir"] or out / "cache")
+    with staged_dir(out, staging) as stage:
+        metrics = _run_staged(cohort, outcomes, stage, cache, fs, settings, progress)
+    if metrics["provenance"]["feature_failures"]:
+        log.warning("patients left out (feature extraction failed): %s", metrics["provenance"]["feature_failures"])
+    report(progress, 1.0, f"done: {out}")
+    return metrics
+
+
+def _run_staged(cohort, outcomes, out, cache, fs, settings, progress) -> dict:
+    """The main job's work, every output written under `out` (the staging folder)."""
+    from COMPASSLib import report as report_html
+    from COMPASSLib.atomic import write_json
+    from COMPASSLib.features.table import extract_cohort
+    from COMPASSLib.provenance import record, sha256_file
+    from COMPASSLib.twin.evaluate import lopo, metrics as lopo_metrics
+    from COMPASSLib.twin.model import CompassTwin
+    from COMPASSLib.twin.trajectories import labels_frame
 
     # shares of the whole job, as measured on the default cohort (features dominate)
     report(progress, 0.0, f"features ({fs.profile} profile) for {len(cohort.patients)} patients")
@@ -142,9 +200,6 @@ def run(cohort, out_dir, settings=None, progress=None) -> dict:
         feature_failures=failures, outcomes=len(labels_frame(outcomes)))
     write_json(out / "metrics.json", metrics)
     report_html.write_report(out)
-    if failures:
-        log.warning("patients left out (feature extraction failed): %s", failures)
-    report(progress, 1.0, f"done: {out}")
     return metrics
 
 
@@ -188,15 +243,16 @@ def score(model, cohort, out_dir=None, workers: int = 1, cache_dir=None, device=
     from COMPASSLib.features.table import extract_cohort
     from COMPASSLib.twin.model import CompassTwin
 
-    twin = model if isinstance(model, CompassTwin) else CompassTwin.load(model)
-    if device is not None:
-        twin.device = device
-    cohort = cohort if isinstance(cohort, Cohort) else load_patients(cohort)
     if cache_dir is None:
         if out_dir is not None:
             cache_dir = Path(out_dir) / "cache"
         elif not isinstance(model, CompassTwin):
             cache_dir = Path(model).resolve().parent / "cache"
+    check_outputs(out_dir, cache_dir, staged=False)   # risk.csv is one file, written atomically
+    twin = model if isinstance(model, CompassTwin) else CompassTwin.load(model)
+    if device is not None:
+        twin.device = device
+    cohort = cohort if isinstance(cohort, Cohort) else load_patients(cohort)
     fs = twin.feature_settings()
     report(progress, 0.0, f"features ({fs.profile} profile) for {len(cohort.patients)} patients")
     table = extract_cohort(cohort, fs, workers=workers, cache_dir=cache_dir, organs=twin.organs_,
@@ -217,6 +273,9 @@ def score(model, cohort, out_dir=None, workers: int = 1, cache_dir=None, device=
 def update(model_dir, patient_dir, cache_dir=None, workers=1, progress=None):
     """Risk after each patient's latest fraction per organ (DataFrame: the rows of risk.csv for the
     latest fraction), and the fractions computed now ({patient: [fractions]})."""
+    if cache_dir is None:
+        cache_dir = Path(model_dir).resolve().parent / "cache"   # the one `compass run` filled
+    check_outputs(None, cache_dir)                                # before the patient folder is scanned
     risk = score(model_dir, load_patients(patient_dir), cache_dir=cache_dir, workers=workers, progress=progress)
     latest = risk.groupby(["patient", "organ"], sort=True).tail(1).reset_index(drop=True)
     return latest, risk.attrs["computed"]

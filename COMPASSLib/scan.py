@@ -20,8 +20,10 @@ Grouping rule (per patient), applied in this order:
    fraction). When an RTSTRUCT references a CT series by SeriesInstanceUID, it goes where that series
    went (planning or a fraction), whatever its own date.
 5. Anything left (an image on a day without dose) is reported with a warning and not listed.
-   Without any RTDOSE the fractions are the days with CT/PET after the planning CT (ingest will then
-   say that the dose is missing).
+   Without any RTDOSE the fractions are the days with CT/PET after the planning CT, listed without
+   dose: the manifest is still written (it is there to be edited), with one warning per such patient
+   naming its sessions, because `compass features`/`run` refuse a fraction without dose and leave the
+   patient out (`compass scan --strict` refuses to write the manifest instead; see `missing_doses`).
 One modality of one fraction is one series: if several CT (or PET) series share a fraction, the
 one with the most slices is used and the others are reported; of several RTSTRUCTs, the one that
 references the session's CT series, else the latest.
@@ -326,8 +328,7 @@ def _build_patient(patient_id, items, root):
     # 4. planning CT
     planning_ct = _planning_ct(items, first_day)
 
-    if not doses:
-        log.warning("patient %s: no RTDOSE found; fractions are the CT/PET days after planning", patient_id)
+    if not doses:   # fractions are the CT/PET days after planning (warned about in `scan`)
         _add_imaging_days(sessions, items, planning_ct)
     session_of = _nearest_session(sessions)
 
@@ -359,4 +360,27 @@ def scan(root, manifest_path=None) -> Cohort:
     if not items:
         raise InputError("no DICOM files with a PatientID found", file=root)
     patients = [_build_patient(pid, items[pid], base) for pid in sorted(items)]
-    return Cohort(patients, root=base)
+    cohort = Cohort(patients, root=base)
+    for line in missing_dose_warnings(cohort):
+        log.warning("%s", line)
+    return cohort
+
+
+def missing_doses(cohort) -> dict:
+    """{patient id: [Fraction, ...]} of the fractions listed without a dose file (a patient whose RTDOSE
+    files were not in the scanned folder); patients with a dose in every fraction are not listed."""
+    return {p.id: [f for f in p.fractions if not f.dose] for p in cohort.patients
+            if any(not f.dose for f in p.fractions)}
+
+
+def missing_dose_warnings(cohort) -> list:
+    """One line per patient with fractions lacking dose: the patient, its sessions and what follows."""
+    lines = []
+    for pid, fractions in missing_doses(cohort).items():
+        total = len(cohort.patient(pid).fractions)
+        sessions = ", ".join(f"fraction {f.index}" + (f" ({f.datetime})" if f.datetime else "") for f in fractions)
+        lines.append(f"patient {pid}: no RTDOSE for {len(fractions)} of its {total} session(s) ({sessions}); "
+                     "they are listed without dose, and `compass features`/`compass run` leave this patient out "
+                     "(fraction has no dose file) until its RTDOSE files are added to the folder (then scan "
+                     "again) or to those fractions' \"dose\" lists in the manifest")
+    return lines

@@ -142,20 +142,25 @@ def run(args) -> int:
     import SimpleITK as sitk
 
     from COMPASSLib import dose, io
-    from COMPASSLib.atomic import atomic_path, write_json
+    from COMPASSLib.atomic import atomic_path, check_output, write_json
     from COMPASSLib.errors import InputError
     from COMPASSLib.io.images import image_suffix
     from COMPASSLib.provenance import record, sha256_file
 
     inputs = [Path(p) for p in args.doses]
-    for k, p in enumerate(inputs, start=1):
-        if not p.is_file():
-            raise InputError("dose file not found", file=p, fraction=k)
     output = Path(args.output)
     dicom_out = output.suffix.lower() == ".dcm"
     if not dicom_out and image_suffix(output) is None:
         raise InputError("output must end in .dcm (RTDOSE) or an image suffix such as .nrrd or .nii.gz",
                          file=output)
+    check_output(output, "output file", folder=False)
+    check_output(provenance_path(output), "provenance file beside the output", folder=False)
+    for k, p in enumerate(inputs, start=1):
+        if not p.is_file():
+            raise InputError("dose file not found", file=p, fraction=k)
+    for p in inputs + ([Path(args.structures)] if args.structures else []):
+        if output.exists() and p.exists() and output.samefile(p):
+            raise InputError("the output would overwrite an input (inputs are never modified)", file=output)
 
     fractions, identities = _read_fraction_doses(inputs)
     if args.structures is not None and Path(args.structures).is_file():

@@ -17,12 +17,15 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
+    from COMPASSLib.atomic import check_output
     from COMPASSLib.commands.run import print_summary, run_settings
-    from COMPASSLib.pipeline import run as run_job
+    from COMPASSLib.pipeline import check_outputs, run as run_job
     from COMPASSLib.progress import console
     from COMPASSLib.synth import generate_cohort
 
-    out = Path(args.output)
+    out = check_output(Path(args.output), "output folder")
+    check_output(out / "cohort", "synthetic cohort folder")
+    check_outputs(out / "results", out / "results" / "cache")   # what `compass run` checks, before any work
     seed = args.seed if args.seed is not None else 0
     print(f"synthetic cohort: {args.patients} patients x {args.fractions} fractions -> {out / 'cohort'}")
     cohort = generate_cohort(out / "cohort", patients=args.patients, fractions=args.fractions, seed=seed)

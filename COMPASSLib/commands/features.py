@@ -26,7 +26,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from COMPASSLib.atomic import atomic_path, write_json
+    from COMPASSLib.atomic import atomic_path, check_output, json_text
     from COMPASSLib.errors import InputError
     from COMPASSLib.features.settings import FeatureSettings
     from COMPASSLib.features.table import extract_cohort
@@ -36,6 +36,10 @@ def run(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise InputError("output must end in .csv or .parquet", file=out)
+    check_output(out, "output table", folder=False)
+    check_output(sidecar_path(out), "sidecar JSON beside the output table", folder=False)
+    if args.cache:
+        check_output(args.cache, "feature cache folder")
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1 (got {args.workers})")
     if args.settings:
@@ -47,18 +51,20 @@ def run(args) -> int:
                            cache_dir=args.cache, progress=None if args.no_progress else console(), clinical=args.clinical)
     attrs = dict(table.attrs)
     table.attrs.clear()   # pandas would try to serialise attrs into the Parquet metadata
-    with atomic_path(out) as tmp:
+    # the table and its sidecar whole or not at all: both written to temporary files beside them, renamed
+    # (sidecar, then table) only when both are complete; an error leaves the earlier pair as it was
+    with atomic_path(out) as tmp, atomic_path(sidecar_path(out)) as tmp_sidecar:
         if out.suffix.lower() == ".parquet":
             table.to_parquet(tmp, index=False)
         else:
             table.to_csv(tmp, index=False)
-    inputs = {"cohort": str(Path(args.cohort).resolve()), "fractions_sha256": attrs["inputs"]}
-    if args.clinical:
-        inputs["clinical"] = {"path": str(Path(args.clinical).resolve()), "sha256": sha256_file(args.clinical)}
-    write_json(sidecar_path(out), record(settings=attrs["settings"], inputs=inputs, output=out.name,
-                                         rows=len(table), columns=list(table.columns), organs=attrs["organs"],
-                                         failures=attrs["failures"], computed=attrs["computed"],
-                                         scheduler=args.scheduler, workers=args.workers))
+        inputs = {"cohort": str(Path(args.cohort).resolve()), "fractions_sha256": attrs["inputs"]}
+        if args.clinical:
+            inputs["clinical"] = {"path": str(Path(args.clinical).resolve()), "sha256": sha256_file(args.clinical)}
+        side = record(settings=attrs["settings"], inputs=inputs, output=out.name, rows=len(table),
+                      columns=list(table.columns), organs=attrs["organs"], failures=attrs["failures"],
+                      computed=attrs["computed"], scheduler=args.scheduler, workers=args.workers)
+        tmp_sidecar.write_bytes(json_text(side).encode("utf-8"))
     print(f"wrote {out} ({len(table)} rows, {table.shape[1]} columns) and {sidecar_path(out).name}")
     if attrs["failures"]:
         for patient, message in attrs["failures"].items():

@@ -9,7 +9,9 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    from COMPASSLib.atomic import check_output
     from COMPASSLib.report import write_report
 
+    check_output(args.output, "output folder of `compass run`")
     print(f"report: {write_report(args.output).resolve()}")
     return 0

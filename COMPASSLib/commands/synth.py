@@ -17,8 +17,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from COMPASSLib.atomic import check_output
     from COMPASSLib.progress import console
     from COMPASSLib.synth import generate_cohort
+
+    check_output(args.out, "output folder")
 
     path = generate_cohort(args.out, patients=args.patients, fractions=args.fractions, seed=args.seed,
                            size=args.size, progress=console())

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 HELP = "voxelwise dose-texture maps (pyradiomics-equal first-order/GLCM) of an image inside a mask"
 DESCRIPTION = (HELP + ". Writes one NRRD per feature (<class>_<Name>.nrrd, the image's geometry, "
-               "0 outside the mask, NaN where a kernel has no GLCM pair) and texture_maps.json.")
+               "0 outside the mask, NaN where a kernel has no GLCM pair) and texture_maps.json into OUT, "
+               "all of them or (on an error) none: they are written beside OUT and moved in at the end.")
 
 
 def add_arguments(parser):
@@ -22,10 +23,12 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    from COMPASSLib.atomic import check_output, staged_dir
     from COMPASSLib.errors import FeatureError, InputError
     from COMPASSLib.features.texture_maps import texture_maps, write_maps
     from COMPASSLib.provenance import sha256_file
 
+    out = check_output(args.output, "output folder", staged=True)
     image = _read(args.image, "image")
     mask = _read(args.mask, "mask")
     if (image.GetSize() != mask.GetSize()
@@ -44,7 +47,8 @@ def run(args) -> int:
                 "13 directions averaged", "init_value": 0.0}
     inputs = {"image": {"path": str(args.image), "sha256": sha256_file(args.image)},
               "mask": {"path": str(args.mask), "sha256": sha256_file(args.mask)}}
-    paths = write_maps(maps, args.output, settings, inputs)
+    with staged_dir(out) as stage:   # every map and texture_maps.json, or none of them
+        paths = [out / p.name for p in write_maps(maps, stage, settings, inputs)]
     for p in paths:
         print(p)
     return 0

@@ -34,6 +34,10 @@ def last_rows(table):
     return table.sort_values("fraction").groupby(["patient", "organ"], sort=False).tail(1)
 
 
+# fewer cannot train on all but one and still see both outcomes in most folds
+MIN_PATIENTS = 3
+
+
 def fit_fold(table, labels, held_out, params):
     """The fold's fitted twin: trained on every patient except `held_out` (never sees its rows)."""
     train = table[table["patient"].astype(str) != str(held_out)]
@@ -49,8 +53,9 @@ def lopo(table, outcomes, params=None, lkb_column=None, dose_column=None, progre
     table = table.assign(patient=table["patient"].astype(str), organ=table["organ"].astype(str))
     keyed = table.merge(labels[["patient", "organ"]], on=["patient", "organ"])
     patients = sorted(keyed["patient"].unique())
-    if len(patients) < 3:
-        raise ModelError(f"leave-one-patient-out needs at least 3 patients with outcomes (got {len(patients)})")
+    if len(patients) < MIN_PATIENTS:
+        raise ModelError(f"leave-one-patient-out needs at least {MIN_PATIENTS} patients with outcomes "
+                         f"(got {len(patients)})")
     dose_col = mean_dose_column(list(table.columns), dose_column)
     lkb, lkb_info = lkb_ntcp(keyed.reset_index(drop=True), lkb_column)
     keyed = keyed.reset_index(drop=True).assign(lkb_ntcp=lkb)
