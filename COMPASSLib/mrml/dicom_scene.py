@@ -24,10 +24,11 @@ from pathlib import Path
 
 from COMPASSLib.errors import InputError
 from COMPASSLib.mrml.coordinates import volume_to_image
+from COMPASSLib.mrml.hierarchy import subject_hierarchy
 from COMPASSLib.mrml.nodes import segment_array
 from COMPASSLib.mrml.scene import _slicer, get_scene
+from COMPASSLib.mrml.slicerrt import DOSE_VOLUME_ATTRIBUTE, is_dose_volume
 
-DOSE_VOLUME_ATTRIBUTE = "DicomRtImport.DoseVolume"   # SlicerRT: vtkSlicerRtCommon::DICOMRTIMPORT_DOSE_VOLUME_IDENTIFIER_ATTRIBUTE_NAME
 MODALITY_OF_ROLE = {"ct": ("CT",), "pet": ("PT",), "dose": ("RTDOSE",), "rtstruct": ("RTSTRUCT", "SEG")}
 
 
@@ -41,10 +42,6 @@ class SceneStudy:
     nodes: dict = field(default_factory=dict)   # role -> node (ct, pet, dose, rtstruct)
 
 
-def _sh(scene):
-    return _slicer().vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
-
-
 def _constants():
     return _slicer().vtkMRMLSubjectHierarchyConstants
 
@@ -52,7 +49,7 @@ def _constants():
 def scene_patients(scene=None) -> dict:
     """Patient items of the scene: {patient id (DICOM.PatientID, else the item's name): item}."""
     scene = get_scene(scene)
-    sh, c = _sh(scene), _constants()
+    sh, c = subject_hierarchy(scene), _constants()
     out = {}
     children = _children(sh, sh.GetSceneItemID(), recursive=True)
     for item in children:
@@ -77,7 +74,7 @@ def _role(sh, item, node) -> str | None:
         return "rtstruct"
     if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
         return None
-    if node.GetAttribute(DOSE_VOLUME_ATTRIBUTE) == "1" or modality in MODALITY_OF_ROLE["dose"]:
+    if is_dose_volume(node) or modality in MODALITY_OF_ROLE["dose"]:
         return "dose"
     for role in ("ct", "pet"):
         if modality in MODALITY_OF_ROLE[role]:
@@ -92,7 +89,7 @@ def patient_studies(patient_id: str, scene=None) -> list:
     if patient_id not in patients:
         raise InputError(f"no patient {patient_id!r} in the scene's subject hierarchy (patients: "
                          f"{', '.join(patients) or 'none'}); load the series through the DICOM module")
-    sh, c = _sh(scene), _constants()
+    sh, c = subject_hierarchy(scene), _constants()
     studies = []
     for item in _children(sh, patients[patient_id]):
         if sh.GetItemLevel(item) != c.GetDICOMLevelStudy():
@@ -113,7 +110,7 @@ def patient_studies(patient_id: str, scene=None) -> list:
 
 
 def _instance_uids(scene, node) -> list:
-    sh = _sh(scene)
+    sh = subject_hierarchy(scene)
     item = sh.GetItemByDataNode(node)
     uids = sh.GetItemUID(item, _constants().GetDICOMInstanceUIDName()) if item else ""
     return (uids or node.GetAttribute("DICOM.instanceUIDs") or "").split()

@@ -22,6 +22,11 @@ def mark_dose_volume(node) -> None:
     node.SetAttribute(DOSE_VOLUME_ATTRIBUTE, "1")
 
 
+def is_dose_volume(node) -> bool:
+    """SlicerRT's test (vtkSlicerRtCommon::IsDoseVolumeNode): the attribute is set to 1."""
+    return node.GetAttribute(DOSE_VOLUME_ATTRIBUTE) == "1"
+
+
 def set_study_dose_unit(scene, study: int, unit: str | None = GRAY) -> None:
     """The unit SlicerRT reads for every dose volume under `study`; `unit` None: values without a unit
     (SlicerRT then shows the unit as unknown), still with value 1 (no scaling)."""
