@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", choices=("ct", "dose"), default="ct", help="grid the images are put on")
     p.add_argument("--no-bed", action="store_true", help="do not add cumulative BED/EQD2 maps to the scenes")
     p.add_argument("--no-scenes", action="store_true", help="run the pipeline only")
+    p.add_argument("--memory-limit", metavar="SIZE", default=None,
+                   help="refuse operations estimated to need more memory than SIZE (8G, 512M, 50%%, off; "
+                        "default $COMPASS_MEMORY_LIMIT, else 80%% of the available memory)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -99,6 +102,33 @@ def write_scenes(cohort, patients, risk, out_dir: Path, reference="ct", bed=True
     return scenes
 
 
+def run(args) -> int:
+    """The batch job of parsed arguments (see the module doc); CompassError for bad input. The output
+    folder, the cohort and the patients asked for are checked before any work."""
+    from COMPASSLib import mrml
+    from COMPASSLib.atomic import check_output, write_json
+    from COMPASSLib.cohort import Cohort
+    from COMPASSLib.provenance import record, sha256_file
+
+    check_output(args.out, "output folder", staged=args.model is None and args.risk is None)
+    cohort = Cohort.load(args.cohort)
+    patients = args.patients or cohort.patient_ids
+    unknown = sorted(set(patients) - set(cohort.patient_ids))
+    if unknown:
+        raise InputError(f"patients not in the cohort: {', '.join(unknown)}", file=cohort.root / "cohort.json")
+    t0 = time.perf_counter()
+    risk_path = args.risk if args.risk is not None else run_pipeline(args, cohort)
+    risk = mrml.read_risk(risk_path)
+    scenes = [] if args.no_scenes else write_scenes(cohort, patients, risk, args.out, args.reference,
+                                                     not args.no_bed)
+    write_json(args.out / "scenes" / "provenance.json" if scenes else args.out / "batch_provenance.json",
+               record(settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                      inputs={"risk.csv": sha256_file(risk_path)},
+                      scenes=[str(s.relative_to(args.out)) for s in scenes],
+                      seconds=round(time.perf_counter() - t0, 3)))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
@@ -107,31 +137,18 @@ def main(argv=None) -> int:
         return int(e.code or 0) and 1
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from COMPASSLib import mrml
-        from COMPASSLib.atomic import write_json
-        from COMPASSLib.cohort import Cohort
-        from COMPASSLib.provenance import record, sha256_file
+    from COMPASSLib.memory import limit_set
 
-        cohort = Cohort.load(args.cohort)
-        args.out.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        risk_path = args.risk if args.risk is not None else run_pipeline(args, cohort)
-        risk = mrml.read_risk(risk_path)
-        patients = args.patients or cohort.patient_ids
-        unknown = sorted(set(patients) - set(cohort.patient_ids))
-        if unknown:
-            raise InputError(f"patients not in the cohort: {', '.join(unknown)}", file=cohort.root / "cohort.json")
-        scenes = [] if args.no_scenes else write_scenes(cohort, patients, risk, args.out, args.reference,
-                                                         not args.no_bed)
-        write_json(args.out / "scenes" / "provenance.json" if scenes else args.out / "batch_provenance.json",
-                   record(settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                          inputs={"risk.csv": sha256_file(risk_path)},
-                          scenes=[str(s.relative_to(args.out)) for s in scenes],
-                          seconds=round(time.perf_counter() - t0, 3)))
-        return 0
+    try:
+        with limit_set(args.memory_limit):
+            return run(args)
     except CompassError as e:
         print(f"COMPASS batch: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:             # a disk that fills up, a folder removed during the run
+        log.debug("%s", e, exc_info=True)
+        where = f" [file {e.filename}]" if e.filename else ""
+        print(f"COMPASS batch: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("COMPASS batch: interrupted", file=sys.stderr)

@@ -18,6 +18,7 @@ import sys
 
 from COMPASSLib import __version__
 from COMPASSLib.errors import CompassError
+from COMPASSLib.memory import limit_set
 
 # Order is the order of the pipeline, as `compass --help` lists it.
 COMMANDS = ("demo", "synth", "scan", "bed", "dvh", "features", "texture", "run", "update", "report")
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="COMPASS: per-organ radiotherapy digital twin for early toxicity prediction.")
     parser.add_argument("--version", action="version", version=f"COMPASS {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--memory-limit", metavar="SIZE", default=None,
+                        help="refuse operations estimated to need more memory than SIZE (8G, 512M, 50%%, off; "
+                             "default $COMPASS_MEMORY_LIMIT, else 80%% of the available memory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         mod = _load(name)
@@ -58,7 +62,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args._run(args) or 0)
+        with limit_set(args.memory_limit):
+            return int(args._run(args) or 0)
     except CompassError as e:
         print(f"compass {args.command}: error: {e}", file=sys.stderr)
         return 2

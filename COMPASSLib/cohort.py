@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import json
 import logging
 import math
@@ -147,7 +148,25 @@ class Cohort:
         rows = _read_outcome_rows(p)
         if check:
             self._check_outcome_patients(p, rows)
+            self._check_outcome_organs(p, rows)
         return [o for _, o in rows]
+
+    def _check_outcome_organs(self, path, rows) -> None:
+        """Every row names an organ the pipeline scores by that name: a canonical organ of Resources/organs.yaml
+        or one the manifest's `organs` maps ROI names to. A typo ('Hearts') or a synonym ('Spinal Cord') used to
+        make an organ without features and leave the real organ without its outcome."""
+        from COMPASSLib.resources import canonical_organ, organ_table
+
+        known = set(organ_table()) | {o for p in self.patients for o in p.organs.values() if o}
+        for line, o in rows:
+            if o.organ in known:
+                continue
+            canonical = canonical_organ(o.organ)
+            hint = (f"write the canonical name {canonical!r}" if canonical and canonical in known
+                    else f"closest known organ: {_closest(o.organ, sorted(known))!r}")
+            raise InputError(f"outcomes CSV line {line}: organ {o.organ!r} (patient {o.patient!r}) is no organ of the "
+                             f"manifest's 'organs' maps or of Resources/organs.yaml; {hint}", file=path,
+                             patient=o.patient)
 
     def _outcomes_are_shared(self, path) -> bool:
         """An outcomes file outside the cohort's folder is shared with other manifests (write_subset,
@@ -200,20 +219,8 @@ class Cohort:
     def from_dict(cls, d: dict, root=".", source=None) -> "Cohort":
         if not isinstance(d, dict) or "patients" not in d:
             raise InputError("not a COMPASS cohort manifest (no 'patients')", file=source)
-        if d.get("format_version", 1) > FORMAT_VERSION:
-            raise InputError(f"manifest format_version {d['format_version']} is newer than this COMPASS "
-                             f"understands ({FORMAT_VERSION})", file=source)
-        patients = []
-        for i, pd_ in enumerate(d["patients"]):
-            try:
-                fr = [Fraction(**f) for f in pd_.get("fractions", [])]
-                planning = Fraction(**pd_["planning"]) if pd_.get("planning") else None
-                patients.append(Patient(id=str(pd_["id"]), fractions=sorted(fr, key=lambda f: f.index),
-                                        planning=planning, organs=dict(pd_.get("organs", {})),
-                                        frame_of_reference_uid=pd_.get("frame_of_reference_uid"),
-                                        weight_kg=pd_.get("weight_kg")))
-            except (KeyError, TypeError) as e:
-                raise InputError(f"manifest patient entry {i} is malformed: {e}", file=source) from None
+        _check_header(d, source)
+        patients = [_patient_entry(i, pd_, source) for i, pd_ in enumerate(d["patients"])]
         check_manifest(patients, root, source)
         extra = {k: v for k, v in d.items() if k not in ("format_version", "outcomes", "patients")}
         return cls(patients, root=root, outcomes_file=d.get("outcomes", "outcomes.csv"), extra=extra)
@@ -240,6 +247,54 @@ class Cohort:
         return write_json(path, self.to_dict())
 
 
+def _check_header(d: dict, source) -> None:
+    """format_version a whole number this COMPASS reads, `patients` a list, `outcomes` a file name."""
+    version = d.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InputError(f"manifest format_version {version!r} is not a whole number", file=source)
+    if version > FORMAT_VERSION:
+        raise InputError(f"manifest format_version {version} is newer than this COMPASS understands "
+                         f"({FORMAT_VERSION})", file=source)
+    if not isinstance(d["patients"], list):
+        raise InputError(f"manifest 'patients' must be a list of patient entries, not a {type(d['patients']).__name__}",
+                         file=source)
+    if not isinstance(d.get("outcomes", "outcomes.csv"), str):
+        raise InputError(f"manifest 'outcomes' must be a file name, not {d['outcomes']!r}", file=source)
+
+
+def _patient_entry(i, pd_, source) -> Patient:
+    """Patient of manifest patient entry i; InputError naming the entry when it is malformed."""
+    if not isinstance(pd_, dict):
+        raise InputError(f"manifest patient entry {i} is malformed: a {type(pd_).__name__} ({str(pd_)[:40]!r}), "
+                         "not an object with id and fractions", file=source)
+    organs = pd_.get("organs", {})
+    if not isinstance(organs, dict):
+        raise InputError(f"manifest patient entry {i} ({pd_.get('id')!r}): 'organs' must map ROI names to organs, "
+                         f"not a {type(organs).__name__}", file=source, patient=pd_.get("id"))
+    try:
+        fr = [Fraction(**f) for f in pd_.get("fractions", [])]
+        planning = Fraction(**pd_["planning"]) if pd_.get("planning") else None
+        return Patient(id=str(pd_["id"]), fractions=sorted(fr, key=lambda f: f.index), planning=planning,
+                       organs=dict(organs), frame_of_reference_uid=pd_.get("frame_of_reference_uid"),
+                       weight_kg=pd_.get("weight_kg"))
+    except KeyError as e:
+        raise InputError(f"manifest patient entry {i} is malformed: no {e}", file=source) from None
+    except TypeError as e:
+        raise InputError(f"manifest patient entry {i} is malformed: {e}", file=source) from None
+
+
+def _check_file_lists(f, p, source) -> None:
+    """Each modality of a fraction (or of the planning entry) is a list of file names."""
+    for m in MODALITIES:
+        files = getattr(f, m)
+        if not isinstance(files, list) or not all(isinstance(x, str) and x for x in files):
+            what = "a list of file names" if isinstance(files, list) else f"a list of file names, not a " \
+                                                                          f"{type(files).__name__}"
+            raise InputError(f"manifest patient {p.id!r} {'planning' if f is p.planning else f'fraction {f.index}'}: "
+                             f"'{m}' must be {what} (text, in a list; got {str(files)[:60]!r})", file=source,
+                             patient=p.id, fraction=None if f is p.planning else f.index)
+
+
 def check_manifest(patients, root=".", source=None) -> None:
     """Each patient id once; per patient each fraction index once (a whole number), no fraction entry that
     repeats another (same files of every modality, datetime and fraction_number) and no dose file twice in
@@ -258,6 +313,8 @@ def check_manifest(patients, root=".", source=None) -> None:
         seen_index = set()
         owner = {}     # normalised dose file path -> fraction indices listing it
         entries = {}   # (files of every modality, datetime, fraction_number) -> fraction index
+        for f in p.fractions + ([p.planning] if p.planning is not None else []):
+            _check_file_lists(f, p, source)
         for f in p.fractions:
             if isinstance(f.index, bool) or not isinstance(f.index, int):
                 raise InputError(f"fraction index {f.index!r} is not a whole number", file=source, patient=p.id)
@@ -305,49 +362,60 @@ def _whole_number(text: str, what: str):
 
 
 def _read_outcome_rows(path) -> list:
-    """[(line, Outcome)] of outcomes.csv, checked (see read_outcomes)."""
+    """[(line, Outcome)] of outcomes.csv, checked (see read_outcomes). UTF-8, with or without the byte-order
+    mark spreadsheet programs write; column names may carry spaces."""
     path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"outcomes CSV is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV",
+                         file=path) from None
+    return _outcome_rows(path, io.StringIO(text, newline=""))
+
+
+def _outcome_rows(path, f) -> list:
+    """[(line, Outcome)] of the CSV text in `f` (see read_outcomes)."""
     out = []
     seen = {}   # (patient, organ) -> (line, Outcome)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"patient", "organ", "grade"} - set(reader.fieldnames or [])
-        if missing:
-            raise InputError(f"outcomes CSV lacks column(s) {sorted(missing)}", file=path)
-        for line, row in enumerate(reader, start=2):
-            patient = (row.get("patient") or "").strip()
-            organ = (row.get("organ") or "").strip()
-            where = f"outcomes CSV line {line} (patient {patient!r}, organ {organ!r})"
-            if not patient or not organ:
-                raise InputError(f"{where}: patient and organ must not be empty", file=path,
-                                 patient=patient or None)
-            grade_text = (row.get("grade") or "").strip()
-            try:
-                grade = _whole_number(grade_text, "grade")
-            except ValueError as e:
-                why = str(e) if "whole number" in str(e) else f"grade {grade_text!r} is not a number"
-                raise InputError(f"{where}: {why}; grade/onset_fraction must be whole numbers "
-                                 "(CTCAE grade 0-5)", file=path, patient=patient) from None
-            if not 0 <= grade <= 5:
-                raise InputError(f"{where}: grade {grade} is outside CTCAE 0-5", file=path, patient=patient)
-            onset = (row.get("onset_fraction") or "").strip()
-            try:
-                onset = None if onset in ("", "nan", "NA") else _whole_number(onset, "onset_fraction")
-            except ValueError as e:
-                why = str(e) if "whole number" in str(e) else f"onset_fraction {onset!r} is not a number"
-                raise InputError(f"{where}: {why}; grade/onset_fraction must be whole numbers",
-                                 file=path, patient=patient) from None
-            if onset is not None and onset < 0:
-                raise InputError(f"{where}: onset_fraction {onset} must be >= 0", file=path, patient=patient)
-            outcome = Outcome(patient, organ, grade, onset)
-            if (patient, organ) in seen:
-                first, earlier = seen[(patient, organ)]
-                how = "repeats" if earlier == outcome else "conflicts with"
-                raise InputError(f"outcomes CSV line {line} {how} line {first}: patient {patient!r} organ {organ!r} "
-                                 f"(grade {earlier.grade} / {grade}); one row per patient and organ",
-                                 file=path, patient=patient)
-            seen[(patient, organ)] = (line, outcome)
-            out.append((line, outcome))
+    reader = csv.DictReader(f)
+    reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+    missing = {"patient", "organ", "grade"} - set(reader.fieldnames)
+    if missing:
+        raise InputError(f"outcomes CSV lacks column(s) {sorted(missing)}", file=path)
+    for line, row in enumerate(reader, start=2):
+        patient = (row.get("patient") or "").strip()
+        organ = (row.get("organ") or "").strip()
+        where = f"outcomes CSV line {line} (patient {patient!r}, organ {organ!r})"
+        if not patient or not organ:
+            raise InputError(f"{where}: patient and organ must not be empty", file=path,
+                             patient=patient or None)
+        grade_text = (row.get("grade") or "").strip()
+        try:
+            grade = _whole_number(grade_text, "grade")
+        except ValueError as e:
+            why = str(e) if "whole number" in str(e) else f"grade {grade_text!r} is not a number"
+            raise InputError(f"{where}: {why}; grade/onset_fraction must be whole numbers "
+                             "(CTCAE grade 0-5)", file=path, patient=patient) from None
+        if not 0 <= grade <= 5:
+            raise InputError(f"{where}: grade {grade} is outside CTCAE 0-5", file=path, patient=patient)
+        onset = (row.get("onset_fraction") or "").strip()
+        try:
+            onset = None if onset in ("", "nan", "NA") else _whole_number(onset, "onset_fraction")
+        except ValueError as e:
+            why = str(e) if "whole number" in str(e) else f"onset_fraction {onset!r} is not a number"
+            raise InputError(f"{where}: {why}; grade/onset_fraction must be whole numbers",
+                             file=path, patient=patient) from None
+        if onset is not None and onset < 0:
+            raise InputError(f"{where}: onset_fraction {onset} must be >= 0", file=path, patient=patient)
+        outcome = Outcome(patient, organ, grade, onset)
+        if (patient, organ) in seen:
+            first, earlier = seen[(patient, organ)]
+            how = "repeats" if earlier == outcome else "conflicts with"
+            raise InputError(f"outcomes CSV line {line} {how} line {first}: patient {patient!r} organ {organ!r} "
+                             f"(grade {earlier.grade} / {grade}); one row per patient and organ",
+                             file=path, patient=patient)
+        seen[(patient, organ)] = (line, outcome)
+        out.append((line, outcome))
     return out
 
 
@@ -358,8 +426,6 @@ def read_outcomes(path) -> list:
 
 
 def write_outcomes(path, outcomes) -> Path:
-    import io
-
     from COMPASSLib.atomic import write_text
 
     buf = io.StringIO()

@@ -370,6 +370,58 @@ def dvh(dose, mask, voxel_cc: float | None = None) -> DVH:
     return DVH(checked_dose(d[m > 0]), voxel_cc)
 
 
+# --------------------------------------------------------------------------- supersampled DVH (contours)
+
+# In-plane supersampling of small ROIs (`compass dvh`, docs/features.md): (ROI volume below cc, sub-voxels
+# per voxel side), first match wins, larger ROIs 1 (whole voxels). Measured on the dicompyler example
+# (2.5 x 2.5 x 3 mm dose grid) against 16 x 16 sub-voxels: at 1 the relative DVH of a 13 cc / 63 cc ROI is
+# off by 2.1 / 3.8 volume-% points, at 4 by 0.2; ROIs of 0.5-1.3 cc need 8 to come within 1 point (4: up to
+# 1.5); 400 cc and larger are within 0.7 points at 1.
+SUPERSAMPLE_AUTO = ((5.0, 8), (100.0, 4))
+SUPERSAMPLE_MAX = 16
+
+
+def auto_supersample(volume_cc: float) -> int:
+    """Sub-voxels per voxel side for an ROI of `volume_cc` (its whole-voxel volume): SUPERSAMPLE_AUTO."""
+    for below_cc, factor in SUPERSAMPLE_AUTO:
+        if volume_cc < below_cc:
+            return factor
+    return 1
+
+
+def sample_in_plane(dose, slice_index: int, x, y) -> np.ndarray:
+    """Dose (float64) at continuous column/row indices `x`, `y` on slice `slice_index` of the dose grid:
+    bilinear between the four voxel centres around each point. Never extrapolated: a point beyond the
+    outermost voxel centres (in the grid's edge voxels) takes the value on that edge row or column."""
+    plane = _view(dose)[int(slice_index)]
+    ny, nx = plane.shape
+    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, nx - 1.0)
+    y = np.clip(np.asarray(y, dtype=np.float64), 0.0, ny - 1.0)
+    x0 = np.minimum(np.floor(x).astype(np.int64), max(nx - 2, 0))
+    y0 = np.minimum(np.floor(y).astype(np.int64), max(ny - 2, 0))
+    x1, y1 = np.minimum(x0 + 1, nx - 1), np.minimum(y0 + 1, ny - 1)
+    fx, fy = x - x0, y - y0   # float64 weights: the result is float64 whatever the dose's dtype
+    top = plane[y0, x0] * (1 - fx) + plane[y0, x1] * fx
+    bottom = plane[y1, x0] * (1 - fx) + plane[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def supersampled_dvh(dose, subvoxels, factor: int, voxel_cc: float | None = None) -> DVH:
+    """DVH of `dose` over sub-voxels: `subvoxels` yields (slice index, x, y) of sub-voxel centres in the
+    dose grid's continuous index space (`io.rtstruct.subvoxel_centres` on the dose grid), `factor`
+    sub-voxels per voxel side, each holding voxel volume / factor^2 and the dose interpolated in-plane
+    at its centre (`sample_in_plane`; the sub-voxels lie on the dose grid's own slices)."""
+    if not (isinstance(factor, (int, np.integer)) and 1 <= factor <= SUPERSAMPLE_MAX):
+        raise DoseError(f"supersampling factor must be a whole number 1..{SUPERSAMPLE_MAX} (got {factor!r})")
+    if voxel_cc is None:
+        if not is_image(dose):
+            raise DoseError("supersampled_dvh of a plain array needs voxel_cc (voxel volume in cc)")
+        voxel_cc = voxel_volume_cc(dose)
+    values = [sample_in_plane(dose, k, x, y) for k, x, y in subvoxels]
+    values = np.concatenate(values) if values else np.empty(0)
+    return DVH(checked_dose(values), voxel_cc / factor ** 2)
+
+
 def dx_cc(dose, mask, volume_cc: float, voxel_cc: float | None = None) -> float:
     return dvh(dose, mask, voxel_cc).dx_cc(volume_cc)
 

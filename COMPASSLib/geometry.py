@@ -9,6 +9,14 @@ the reference voxel centres. Then the mask falls back to the reference voxels th
 voxel centres, keeping those holding at least half as many as the fullest one (the voxels of largest
 overlap), so an organ that exists in the input always exists on the reference grid and a thin cord
 stays a continuous line.
+
+On a reference grid rotated against the mask's own (not a signed permutation of its axes, e.g. a CT
+rotated about the patient's long axis), the 0.5 threshold of an organ a few voxels across that runs
+along the slice normal repeats one lattice phase on every slice and can lose half of it (a 1 cm cord
+on a 3 mm grid rotated 45 degrees: -50 %). There, when the thresholded mask misses the partial-volume
+estimate (the resampled fraction's sum) by more than THIN_VOLUME_TOLERANCE, the mask is rebuilt with
+`volume_preserving_mask`. Axis-aligned resampling is never changed by this. RTSTRUCT contours are
+rasterised on the reference grid directly and get the same rule (io/rtstruct.py).
 """
 from __future__ import annotations
 
@@ -21,6 +29,12 @@ from COMPASSLib.errors import GeometryError
 log = logging.getLogger(__name__)
 
 FRAME_KEY = "FrameOfReferenceUID"
+
+# A mask whose volume misses its partial-volume estimate by more than this on a rotated grid is rebuilt to
+# hold that volume (module docstring); within it the usual mask is kept voxel for voxel. At 3 % body, lungs
+# and heart keep theirs at any angle (within 0.6 % on the synthetic thorax at 10-45 degrees); a cord, and
+# at some angles an esophagus (-4 % and +4 % seen), are rebuilt.
+THIN_VOLUME_TOLERANCE = 0.03
 
 
 def _sitk():
@@ -99,6 +113,34 @@ def resample_image(image, reference, default: float = 0.0, interpolator=None):
     return _copy_metadata(image, out)
 
 
+def axes_rotated(direction, other=None, tol: float = 1e-6) -> bool:
+    """True when the grid axes of `direction` (9 cosines, row-major as SimpleITK gives them) are not a
+    signed permutation of `other`'s (default: the patient axes), i.e. one grid is rotated against the
+    other by an angle that is not a multiple of 90 degrees."""
+    relative = np.abs(np.array(direction, float).reshape(3, 3))
+    if other is not None:
+        relative = np.abs(np.array(other, float).reshape(3, 3).T @ np.array(direction, float).reshape(3, 3))
+    return not bool(np.all((relative < tol) | (relative > 1 - tol)))
+
+
+def volume_preserving_mask(fraction) -> np.ndarray:
+    """A bool (z, y, x) mask holding as many voxels as the partial-volume `fraction` (0..1, same shape)
+    sums to: on each slice the voxels of largest fraction (ties in array order), the counts rounded on
+    the running sum over the slices, so that the whole mask misses the sum by less than half a voxel
+    (rounding each slice alone would repeat one error on every slice of a cord)."""
+    f = np.asarray(fraction, dtype=np.float64)
+    totals = np.rint(np.cumsum(f.reshape(f.shape[0], -1).sum(axis=1))).astype(np.int64)
+    counts = np.diff(totals, prepend=0)
+    out = np.zeros(f.shape, dtype=bool)
+    for z in np.flatnonzero(counts > 0):
+        flat = f[z].ravel()
+        candidates = np.flatnonzero(flat > 0)   # ascending, so the stable sort keeps ties in array order
+        chosen = np.zeros(flat.size, dtype=bool)
+        chosen[candidates[np.argsort(-flat[candidates], kind="stable")[:int(counts[z])]]] = True
+        out[z] = chosen.reshape(f.shape[1:])
+    return out
+
+
 def resample_mask(mask, reference):
     """A 0/1 mask on `reference`'s grid as uint8, keeping small organs (see module docstring)."""
     sitk = _sitk()
@@ -112,10 +154,27 @@ def resample_mask(mask, reference):
                              sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     out = sitk.Cast(fraction >= 0.5, sitk.sitkUInt8)
     source = sitk.GetArrayViewFromImage(binary)
-    if not source.any() or sitk.GetArrayViewFromImage(out).any():
+    if not source.any():
+        return out
+    if axes_rotated(binary.GetDirection(), reference.GetDirection()):
+        out = _thin_volume_kept(out, fraction)
+    if sitk.GetArrayViewFromImage(out).any():
         return out
     log.debug("mask vanished at 0.5 partial volume; keeping the reference voxels that hold its voxels")
     return _voxels_holding(binary, reference)
+
+
+def _thin_volume_kept(thresholded, fraction):
+    """`thresholded` (fraction >= 0.5), or the volume-preserving mask of `fraction` when it misses the
+    fraction's sum by more than THIN_VOLUME_TOLERANCE (resampling onto a rotated grid)."""
+    sitk = _sitk()
+    f = sitk.GetArrayViewFromImage(fraction)
+    expected, count = float(f.sum(dtype=np.float64)), int(sitk.GetArrayViewFromImage(thresholded).sum())
+    if expected == 0 or abs(count - expected) <= THIN_VOLUME_TOLERANCE * expected:
+        return thresholded
+    log.debug("mask holds %d voxels at 0.5 partial volume, %.1f by its fraction on this rotated grid; keeping "
+              "the fraction's volume", count, expected)
+    return image_like(volume_preserving_mask(np.clip(f, 0.0, 1.0)), fraction, np.uint8)
 
 
 def _index_to_physical(image, index_xyz):

@@ -68,7 +68,12 @@ def _read_volume(cohort, files, modality, patient_id, index):
 
     paths = cohort.paths(files)
     try:
-        return read_volume(paths, modality, patient=patient_id, fraction=index)
+        image = read_volume(paths, modality, patient=patient_id, fraction=index)
+        if modality == "dose":   # a fraction's dose: one fraction's physical dose, nothing else
+            from COMPASSLib.io.fraction_dose import check_fraction_dose
+
+            check_fraction_dose(image, paths[0], patient_id, index)
+        return image
     except CompassError as e:
         raise _with_context(e, paths, patient_id, index) from None
 
@@ -247,6 +252,21 @@ class PatientLoader:
                     "patient have; %s", self.patient.id, frac.index, self.cohort.paths(files)[0],
                     ", ".join(missing), names)
 
+    def _check_memory(self, grid, index) -> None:
+        """Refuse (InputError, COMPASSLib.memory) a fraction whose images and masks on the reference grid
+        would not fit: per voxel 8 bytes per image (the resampled float32 image and SimpleITK's
+        temporary) and 2 per organ mask (the mask and its rasterisation), before anything is read."""
+        from COMPASSLib import memory
+
+        images = sum(m in self.modalities for m in ("ct", "pet", "dose"))
+        organs = len(self.organs) if self.organs is not None else len(set(self.patient.organs.values())) or 1
+        organs = organs if "rtstruct" in self.modalities else 0
+        size = grid.GetSize()
+        memory.check(f"fraction images on the reference grid ({' x '.join(map(str, size))} voxels, {images} "
+                     f"image(s), {organs} organ mask(s))", memory.grid_bytes(size, 8 * images + 2 * organs),
+                     hint="check the reference grid's headers (Rows, Columns, slices, spacing) or use fewer organs",
+                     error=InputError, patient=self.patient.id, fraction=index)
+
     # ---- one fraction
     def load(self, fraction_index, reference_image=None) -> FractionImages:
         """The images of one fraction on the reference grid (see module doc). `reference_image`: a grid
@@ -258,6 +278,7 @@ class PatientLoader:
             raise InputError("fraction has no dose file (RTDOSE or dose volume) in the manifest",
                              file=cohort.root / "cohort.json", patient=patient.id, fraction=fraction_index)
         grid = reference_image if reference_image is not None else self.reference_grid(frac.index)
+        self._check_memory(grid, frac.index)
 
         ct = None
         if "ct" in wanted:

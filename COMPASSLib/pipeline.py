@@ -51,7 +51,24 @@ def resolve_settings(settings=None) -> dict:
         raise InputError(f"unknown run setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     out = {**DEFAULTS, **settings}
     out["twin"] = dict(out["twin"] or {})
+    _check_counts(out)
     return out
+
+
+def _whole(value, low, what):
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise InputError(f"{what} must be a whole number >= {low}, got {value!r}")
+
+
+def _check_counts(settings) -> None:
+    """Counts that would run silently wrong: 0 training epochs (an untrained twin scores at random), a
+    negative number of bootstrap resamples, fewer than one worker."""
+    _whole(settings["workers"], 1, "workers (--workers)")
+    _whole(settings["n_bootstrap"], 0, "bootstrap resamples (--bootstrap)")
+    if settings["twin"].get("epochs") is not None:
+        _whole(settings["twin"]["epochs"], 1, "autoencoder training epochs (--epochs)")
 
 
 def feature_settings(settings):
@@ -243,6 +260,7 @@ def score(model, cohort, out_dir=None, workers: int = 1, cache_dir=None, device=
     from COMPASSLib.features.table import extract_cohort
     from COMPASSLib.twin.model import CompassTwin
 
+    _whole(workers, 1, "workers (--workers)")
     if cache_dir is None:
         if out_dir is not None:
             cache_dir = Path(out_dir) / "cache"

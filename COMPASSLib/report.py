@@ -169,16 +169,13 @@ def _table(frame) -> str:
 
 def render(out_dir) -> str:
     import matplotlib
-    import pandas as pd
 
     matplotlib.use("Agg")
     out = Path(out_dir)
     missing = [n for n in NEEDED if not (out / n).is_file()]
     if missing:
         raise InputError(f"not a `compass run` output folder (missing {', '.join(missing)})", file=out)
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    risk = pd.read_csv(out / "risk.csv")
-    traj = pd.read_csv(out / "lopo_trajectories.csv")
+    metrics, risk, traj = _read_outputs(out)
     head = "".join(f"<tr><td>{name}</td><td>{_fmt(metrics[k]['value'], 3)}</td>"
                    f"<td>[{_fmt(metrics[k]['ci95'][0], 3)}, {_fmt(metrics[k]['ci95'][1], 3)}]</td></tr>"
                    for k, name in HEADLINE if k in metrics)
@@ -215,6 +212,35 @@ LKB: {e(json.dumps(metrics.get('baselines', {})))}.</p>
 <h2>Provenance</h2><pre>{e(json.dumps({k: prov.get(k) for k in ('created', 'command', 'versions', 'settings')}, indent=1))}</pre>
 </body></html>
 """
+
+
+_RISK_COLUMNS = ("patient", "organ", "fraction", "risk", "ci_low", "ci_high", "warning", "top_features")
+_TRAJECTORY_COLUMNS = ("patient", "organ", "label", "onset_fraction", "warning_fraction", "lead_time")
+
+
+def _read_outputs(out: Path):
+    """(metrics, risk, LOPO trajectories) of a `compass run` folder; a file that is not what `compass run`
+    writes (invalid JSON, an unreadable CSV, missing columns) is an InputError naming it."""
+    import pandas as pd
+
+    from COMPASSLib.atomic import read_json
+
+    metrics = read_json(out / "metrics.json", "metrics.json of `compass run`")
+    if not isinstance(metrics, dict) or not all(isinstance(metrics[k], dict) and "value" in metrics[k]
+                                                and len(metrics[k].get("ci95") or ()) == 2
+                                                for k, _ in HEADLINE if k in metrics):
+        raise InputError("metrics.json is not the metrics `compass run` writes", file=out / "metrics.json")
+    tables = []
+    for name, columns in (("risk.csv", _RISK_COLUMNS), ("lopo_trajectories.csv", _TRAJECTORY_COLUMNS)):
+        try:
+            table = pd.read_csv(out / name)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot read {name}: {' '.join(str(e).split())}", file=out / name) from None
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise InputError(f"{name} lacks column(s) {missing}", file=out / name)
+        tables.append(table)
+    return metrics, tables[0], tables[1]
 
 
 def write_report(out_dir) -> Path:

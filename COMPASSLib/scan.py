@@ -354,7 +354,8 @@ def scan(root, manifest_path=None) -> Cohort:
     `root` when `manifest_path` is not given). See the module docstring for the grouping rule."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError("scan folder not found", file=root)
+        raise InputError("scan folder is a file, not a folder" if root.exists() else "scan folder not found",
+                         file=root)
     base = Path(manifest_path).resolve().parent if manifest_path else root.resolve()
     items = _collect(root)
     if not items:

@@ -1,7 +1,12 @@
 """DVHs on the dicompyler-core example plan (../shared/data/dicompyler_example), computed on the dose grid
 from the RTSTRUCT contours as dicompyler does (only one CT slice ships), against two references nobody
 here wrote: the values dicompyler-core asserts or computed (EXPECTED_VALUES.md), and the planning system's
-own DVHs stored in the RTDOSE's DVHSequence."""
+own DVHs stored in the RTDOSE's DVHSequence.
+
+Everything here counts whole dose-grid voxels (`dose.dvh` on the rasterised masks, what `compass dvh
+--supersample 1` does): dicompyler-core's figures are its non-interpolated DVHs, so they apply to that
+case only. The in-plane supersampling of small ROIs (`compass dvh`'s default) is compared with the
+planning system's curves in test_dvh_supersampling.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,6 +17,7 @@ from COMPASSLib import dose
 
 @pytest.fixture(scope="module")
 def plan(shared_data):
+    """Whole-voxel DVHs (supersample 1) of every ROI."""
     from COMPASSLib.io.rtdose import read_rtdose
     from COMPASSLib.io.rtstruct import read_rtstruct
 

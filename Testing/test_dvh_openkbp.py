@@ -1,5 +1,7 @@
 """DVH metrics on real head-and-neck IMRT plans (OpenKBP pt_66, pt_187) equal a direct numpy computation
-of the same definitions on the same arrays."""
+of the same definitions on the same arrays. OpenKBP gives masks, not contours: `dose.dvh` counts their
+whole voxels (the supersample 1 case of `compass dvh`; supersampling needs contours, and the feature
+table's DVHs always count whole voxels of the masks on the reference grid)."""
 from __future__ import annotations
 
 import numpy as np

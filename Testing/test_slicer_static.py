@@ -514,6 +514,7 @@ OPTIONAL_IMPORTS = {
     "dask": "features/scheduling.py: only with a Dask scheduler (the command line's --scheduler)",
     "distributed": "features/scheduling.py: only with a Dask scheduler",
     "tqdm": "progress.console: the command line's progress bar",
+    "psutil": "memory.available_bytes: the available memory where /proc/meminfo is absent (no default limit without)",
 }
 SLICER_ITSELF = {"slicer", "vtk", "qt", "ctk"}
 # The command line (`compass`) is not part of the extension's use of the library.

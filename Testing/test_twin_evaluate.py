@@ -26,10 +26,13 @@ def result40(cohort40):
     return lopo(table, outcomes, LOPO)
 
 
-def test_held_out_patient_never_reaches_a_fitted_step():
+@pytest.mark.parametrize("extra", [{}, {"supervision": 0.5, "balance": "groups"}],
+                         ids=["default", "supervised-balanced"])
+def test_held_out_patient_never_reaches_a_fitted_step(extra):
+    # the supervised term reads labels inside the autoencoder: it must see the training patients' only
     table, outcomes = simulate_table(patients=8, fractions=4, seed=5)
     labels = labels_frame(outcomes)
-    params = dict(epochs=15, hidden_size=8, n_bootstrap=5)
+    params = dict(epochs=15, hidden_size=8, n_bootstrap=5, **extra)
     held = "SIM002"
     changed = table.copy()
     rows = changed["patient"] == held
@@ -48,6 +51,11 @@ def test_held_out_patient_never_reaches_a_fitted_step():
     c = state(fit_fold(changed, labels, "SIM003", params))
     d = state(fit_fold(table, labels, "SIM003", params))
     assert c[0] != d[0]
+    # ... and the held-out patient's outcomes do not reach the fold either (they would through the
+    # supervised term or the selection if the fold saw them)
+    flipped = labels.assign(label=np.where(labels["patient"] == held, 1 - labels["label"], labels["label"]))
+    e = state(fit_fold(table, flipped, held, params))
+    assert a[0] == e[0] and a[1] == e[1] and all(torch.equal(a[3][k], e[3][k]) for k in a[3])
 
 
 @pytest.mark.slow

@@ -160,3 +160,40 @@ def test_threshold_rules():
     assert choose_threshold(y, p, "sensitivity", 1.0) == pytest.approx(0.35)
     with pytest.raises(ModelError, match="threshold rule"):
         choose_threshold(y, p, "max")
+
+
+def test_prefix_weights_give_each_trajectory_one_vote():
+    from COMPASSLib.twin.model import _prefix_weights
+
+    lengths = np.array([5, 3, 1])
+    ti, tk = np.nonzero(np.arange(5)[None, :] < lengths[:, None])
+    for rule in ("uniform", "linear"):
+        w = _prefix_weights(ti, tk, lengths, rule)
+        assert np.allclose(np.bincount(ti, weights=w), 1.0)
+    w = _prefix_weights(ti, tk, lengths, "linear")
+    assert np.all(np.diff(w[ti == 0]) > 0)        # later fractions count more
+    with pytest.raises(ModelError, match="prefix_weight"):
+        _prefix_weights(ti, tk, lengths, "cubic")
+
+
+def test_feature_families_share_the_reconstruction_equally():
+    from COMPASSLib.twin.model import _feature_weights
+
+    w = _feature_weights(["pet_a", "pet_b", "pet_c", "bed_mean_gy"], "groups")
+    assert np.allclose(w, [1 / 3, 1 / 3, 1 / 3, 1.0])
+    assert _feature_weights(["pet_a"], None) is None
+    with pytest.raises(ModelError, match="balance"):
+        _feature_weights(["pet_a"], "columns")
+
+
+def test_supervised_term_is_deterministic_changes_the_latent_and_is_not_saved(data, fitted, tmp_path):
+    table, outcomes = data
+    a = CompassTwin(**FAST, supervision=1.0, balance="groups").fit(table, outcomes)
+    b = CompassTwin(**FAST, supervision=1.0, balance="groups").fit(table, outcomes)
+    assert all(torch.equal(v, _weights(b)[k]) for k, v in _weights(a).items())
+    assert _weights(a).keys() == _weights(fitted).keys()               # the head is dropped after training
+    assert any(not torch.equal(v, _weights(fitted)[k]) for k, v in _weights(a).items())
+    a.save(tmp_path / "m")
+    back = CompassTwin.load(tmp_path / "m")
+    assert back.get_params()["supervision"] == 1.0
+    assert np.allclose(back.predict_proba(table), a.predict_proba(table))

@@ -69,11 +69,13 @@ def _check_one_patient(identities) -> None:
 def _read_fraction_doses(paths):
     """Per-fraction dose images on the first one's grid (errors name the fraction); all one patient's."""
     from COMPASSLib import io
+    from COMPASSLib.io.fraction_dose import check_fraction_dose
     from COMPASSLib.geometry import resample_image, same_grid
 
     doses, identities = [], []
     for k, path in enumerate(paths, start=1):
         image = io.read_volume([path], "dose", fraction=k)
+        check_fraction_dose(image, path, fraction=k)
         identities.append((path, k, _identity(image)))
         _check_one_patient(identities)
         if doses and not same_grid(image, doses[0]):

@@ -1,6 +1,7 @@
 """`compass dvh`: DVH metrics of every ROI of a structure set on a dose grid."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -8,14 +9,33 @@ HELP = "DVH metrics (volume, min/max/mean, D2cc, D95, ...) of ROIs on a dose gri
 DESCRIPTION = (
     "Cumulative DVH metrics of the ROIs of STRUCTURES (RTSTRUCT, labelmap or .seg.nrrd) in DOSE "
     "(RTDOSE or NRRD/NIfTI in Gy). Without a CT the dose grid is the reference grid: contours are "
-    "rasterised onto it. Dxcc is the minimum dose to the hottest x cc; Dx% the same for x% of the ROI.")
+    "rasterised onto it. Dxcc is the minimum dose to the hottest x cc; Dx% the same for x% of the ROI. "
+    "Small ROIs of an RTSTRUCT are supersampled in-plane (--supersample; docs/features.md).")
 
 # Shown in the table, in order; --json prints every metric.
 _TABLE = (("volume_cc", "Volume cc"), ("min_gy", "Min Gy"), ("max_gy", "Max Gy"), ("mean_gy", "Mean Gy"),
           ("d2cc_gy", "D2cc Gy"), ("d0_1cc_gy", "D0.1cc Gy"), ("d95_gy", "D95 Gy"), ("d98_gy", "D98 Gy"))
 
 
+def supersample_arg(text: str):
+    """--supersample: 'auto' or a whole number 1..SUPERSAMPLE_MAX."""
+    from COMPASSLib.dose import SUPERSAMPLE_MAX
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        factor = int(text)
+    except ValueError:
+        factor = 0
+    if not 1 <= factor <= SUPERSAMPLE_MAX:
+        raise argparse.ArgumentTypeError(f"use 'auto' or a whole number 1..{SUPERSAMPLE_MAX} (got {text!r})")
+    return factor
+
+
 def add_arguments(parser):
+    from COMPASSLib.dose import SUPERSAMPLE_AUTO
+
+    auto = ", ".join(f"{f} under {v:g} cc" for v, f in SUPERSAMPLE_AUTO)
     parser.add_argument("--dose", required=True, nargs="+", metavar="DOSE",
                         help="dose in Gy: RTDOSE file(s) (summed) or one NRRD/NIfTI volume")
     parser.add_argument("--structures", required=True, metavar="STRUCTURES",
@@ -23,20 +43,45 @@ def add_arguments(parser):
     parser.add_argument("--roi", action="append", metavar="NAME", help="only this ROI (repeatable)")
     parser.add_argument("--vx", action="append", type=float, default=[], metavar="GY",
                         help="also report Vx (cc and %%) at this dose (repeatable)")
+    parser.add_argument("--supersample", default="auto", type=supersample_arg, metavar="auto|N",
+                        help=f"in-plane sub-voxels per voxel side for RTSTRUCT contours, dose interpolated "
+                             f"between voxel centres (auto: {auto}, else 1; 1: whole voxels)")
     parser.add_argument("--json", action="store_true", help='print {"rois": [...]} as JSON')
 
 
-def roi_metrics(dose_image, masks: dict, vx_gy=()) -> list:
-    """One dict per ROI: name, organ (canonical or None), the DVH metrics, and gEUD with the organ's n
-    (Resources/organs.yaml) when the ROI is a known organ."""
+def _factor(supersample, mask, contours) -> int:
+    """Sub-voxels per voxel side for one ROI: 1 without contours, the auto rule on its whole-voxel volume."""
+    import SimpleITK as sitk
+
+    from COMPASSLib import dose
+
+    if contours is None:
+        return 1
+    if supersample == "auto":
+        voxels = int(sitk.GetArrayViewFromImage(mask).sum(dtype="int64"))
+        return dose.auto_supersample(voxels * dose.voxel_volume_cc(mask))
+    return int(supersample)
+
+
+def roi_metrics(dose_image, masks: dict, vx_gy=(), contours=None, supersample=1) -> list:
+    """One dict per ROI: name, organ (canonical or None), the DVH metrics, gEUD with the organ's n
+    (Resources/organs.yaml) when the ROI is a known organ, and `supersample` (sub-voxels per voxel side).
+    `contours`: ROI name -> RTSTRUCT contours (then `supersample` 'auto' or N applies); without them the
+    DVH counts the masks' whole voxels. Masks and sub-voxels are on the dose grid."""
     from COMPASSLib import dose, resources
+    from COMPASSLib.io.rtstruct import subvoxel_centres
 
     rows = []
     for name, mask in masks.items():
         organ = resources.canonical_organ(name)
         n = resources.geud_n(organ) if organ else None
-        metrics = dose.dvh(dose_image, mask).metrics(vx_gy=vx_gy, geud_n=n)
-        rows.append({"name": name, "organ": organ, **metrics})
+        factor = _factor(supersample, mask, None if contours is None else contours.get(name))
+        if factor > 1:
+            dvh = dose.supersampled_dvh(dose_image, subvoxel_centres(contours[name], dose_image, factor, name),
+                                        factor)
+        else:
+            dvh = dose.dvh(dose_image, mask)
+        rows.append({"name": name, "organ": organ, **dvh.metrics(vx_gy=vx_gy, geud_n=n), "supersample": factor})
     return rows
 
 
@@ -47,7 +92,25 @@ def _table(rows) -> str:
         cells = [f"{r[k]:>10.4g}" if isinstance(r.get(k), float) and math.isfinite(r[k]) else f"{'-':>10}"
                  for k, _ in _TABLE]
         lines.append("  ".join([f"{r['name']:<{width}}"] + cells))
+    sampled = [f"{r['name']} {r['supersample']}" for r in rows if r.get("supersample", 1) > 1]
+    if sampled:
+        lines.append("in-plane sub-voxels per voxel side (--supersample): " + ", ".join(sampled))
     return "\n".join(lines)
+
+
+def _contours(args, dose_image, names):
+    """ROI name -> contours when STRUCTURES is an RTSTRUCT, else None (a labelmap has only voxels: asking
+    for supersampling then is an InputError rather than a silent whole-voxel DVH)."""
+    from COMPASSLib.errors import InputError
+    from COMPASSLib.io.images import image_suffix
+    from COMPASSLib.io.rtstruct import read_rtstruct_contours
+
+    if image_suffix(args.structures) is None:
+        return read_rtstruct_contours(args.structures, dose_image, rois=names)
+    if args.supersample not in ("auto", 1):
+        raise InputError(f"--supersample {args.supersample} needs contours (an RTSTRUCT); this is a labelmap, "
+                         "whose DVH counts whole voxels (use --supersample auto or 1)", file=args.structures)
+    return None
 
 
 def run(args) -> int:
@@ -55,7 +118,8 @@ def run(args) -> int:
 
     dose_image = io.read_volume(args.dose, "dose")
     masks = io.read_structures([args.structures], dose_image, rois=args.roi)
-    rows = roi_metrics(dose_image, masks, vx_gy=tuple(args.vx))
+    contours = _contours(args, dose_image, list(masks)) if args.supersample != 1 else None
+    rows = roi_metrics(dose_image, masks, vx_gy=tuple(args.vx), contours=contours, supersample=args.supersample)
     if args.json:
         print(json.dumps({"rois": rows}, indent=2))
     else:

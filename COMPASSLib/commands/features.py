@@ -27,7 +27,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from COMPASSLib.atomic import atomic_path, check_output, json_text
-    from COMPASSLib.errors import InputError
+    from COMPASSLib.errors import FeatureError, InputError
     from COMPASSLib.features.settings import FeatureSettings
     from COMPASSLib.features.table import extract_cohort
     from COMPASSLib.progress import console
@@ -49,6 +49,9 @@ def run(args) -> int:
 
     table = extract_cohort(args.cohort, settings, workers=args.workers, scheduler=args.scheduler,
                            cache_dir=args.cache, progress=None if args.no_progress else console(), clinical=args.clinical)
+    if table.empty:   # no table at all rather than an empty one (a failed run leaves no output)
+        failures = "; ".join(f"patient {p} not extracted: {m}" for p, m in (table.attrs.get("failures") or {}).items())
+        raise FeatureError("no feature rows: " + (failures or "no scored organ has a contour (see the warnings)"))
     attrs = dict(table.attrs)
     table.attrs.clear()   # pandas would try to serialise attrs into the Parquet metadata
     # the table and its sidecar whole or not at all: both written to temporary files beside them, renamed

@@ -14,6 +14,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--size", choices=("small", "full"), default="full",
                         help="grid: small = 6 mm coarse grid for fast tests, full = 3 mm thorax (default)")
+    parser.add_argument("--readout", choices=("pet", "ct"), default="pet",
+                        help="which scan shows the hidden radiosensitivity: pet = the inflamed organ's FDG "
+                             "uptake rises (default), ct = its CT density rises and the PET stays at baseline "
+                             "(a check that the twin is not shaped after one formula)")
 
 
 def run(args) -> int:
@@ -24,6 +28,6 @@ def run(args) -> int:
     check_output(args.out, "output folder")
 
     path = generate_cohort(args.out, patients=args.patients, fractions=args.fractions, seed=args.seed,
-                           size=args.size, progress=console())
+                           size=args.size, progress=console(), readout=args.readout)
     print(path)
     return 0

@@ -3,7 +3,8 @@ feature table as `clin_<column>` by patient and fraction.
 
 The CSV needs columns `patient` and `fraction` (1-based, as in the cohort); every other column becomes
 `clin_<name>` (name lower-cased, non-alphanumerics as '_'; a name already starting with clin_ is kept).
-Rows for patient/fraction pairs not in the feature table are ignored; missing pairs give NaN.
+Rows for patient/fraction pairs not in the feature table are ignored; missing pairs give NaN. A CSV that
+names none of the table's patients is an InputError (every clin_ column would be NaN).
 """
 from __future__ import annotations
 
@@ -56,4 +57,20 @@ def join_clinical(table, clinical_csv):
     clash = [c for c in clin.columns if c in table.columns and c not in ("patient", "fraction")]
     if clash:
         raise InputError(f"clinical columns {clash} already in the feature table", file=clinical_csv)
+    _check_patients(table, clin, clinical_csv)
     return table.merge(clin, on=["patient", "fraction"], how="left", validate="many_to_one")
+
+
+def _check_patients(table, clin, path) -> None:
+    """A clinical CSV that names none of the table's patients (another id scheme, another study's file, a
+    typo in every id) would give every clin_ column NaN without a word: InputError naming its ids and the
+    closest one to each patient of the table. Rows of patients outside the table are fine otherwise."""
+    import difflib
+
+    ours, theirs = sorted(set(table["patient"].astype(str))), sorted(set(clin["patient"].dropna().astype(str)))
+    if not ours or set(ours) & set(theirs):
+        return
+    closest = "; ".join(f"{p}: {(difflib.get_close_matches(p, theirs, n=1, cutoff=0.0) or ['-'])[0]!r}"
+                        for p in ours[:5])
+    raise InputError(f"clinical CSV names none of the feature table's patients ({', '.join(ours[:5])}); it has "
+                     f"{', '.join(theirs[:5])}{' ...' if len(theirs) > 5 else ''} (closest: {closest})", file=path)

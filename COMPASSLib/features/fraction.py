@@ -70,6 +70,7 @@ def fraction_rows(ctx: PatientContext, k: int, images, previous: dict | None, ti
 
     if ctx.extractors is None:
         ctx.extractors = make_extractors(ctx.settings)
+    _check_memory(ctx, k, images.dose)
     dose_arr = dosemod.checked_dose(images.dose, f"dose of fraction {k}")
     if previous and previous["dose"].shape != dose_arr.shape:
         raise GeometryError("dose grid differs from the earlier fractions' grid; cumulative BED needs one grid "
@@ -83,6 +84,18 @@ def fraction_rows(ctx: PatientContext, k: int, images, previous: dict | None, ti
     if images.pet is None:
         ctx.warn(f"no PET for patient {ctx.patient_id} fraction {k}: pet_* columns are NaN")
     return rows, state
+
+
+def _check_memory(ctx, k, dose) -> None:
+    """Refuse (FeatureError, COMPASSLib.memory) organ count x grid size that would not fit: per voxel and
+    organ the cumulative BED (float32) before and after the fraction and the fraction BED (float64), and
+    ~40 bytes of float64 dose and BED temporaries."""
+    from COMPASSLib import memory
+
+    size = dose.GetSize() if hasattr(dose, "GetSize") else np.shape(dose)
+    memory.check(f"cumulative BED maps of {len(ctx.organs)} organ(s) on a {' x '.join(map(str, size))} grid",
+                 memory.grid_bytes(size, 16 * len(ctx.organs) + 40), hint="score fewer organs or use a coarser grid",
+                 error=FeatureError, patient=ctx.patient_id, fraction=k)
 
 
 def _organ_mask(ctx, images, organ, k):

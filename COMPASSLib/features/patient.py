@@ -60,6 +60,11 @@ def _extract(cohort, ctx: PatientContext, cache_dir, out) -> None:
     from COMPASSLib.ingest import PatientLoader
 
     patient = cohort.patient(ctx.patient_id)
+    if not patient.fractions:
+        from COMPASSLib.errors import InputError
+
+        raise InputError("patient has no fractions in the manifest", file=cohort.root / "cohort.json",
+                         patient=ctx.patient_id)
     # one loader per patient: the reference grid and each structure file are read once, not per fraction
     loader = PatientLoader(cohort, ctx.patient_id, reference=ctx.settings.reference,
                            modalities=needed_modalities(ctx.settings), organs=ctx.organs)

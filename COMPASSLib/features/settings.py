@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -59,6 +60,7 @@ class FeatureSettings:
     texture: dict | bool | None = None
 
     def __post_init__(self):
+        _check_values(self)
         if self.profile not in PROFILES:
             raise InputError(f"unknown feature profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.radiomics is None:
@@ -72,7 +74,7 @@ class FeatureSettings:
         if unknown:
             raise InputError(f"radiomics settings for unknown modality {sorted(unknown)} (dose, ct, pet)")
         for organ, ab in self.alpha_beta.items():
-            if not isinstance(ab, (int, float)) or ab <= 0:
+            if isinstance(ab, bool) or not isinstance(ab, (int, float)) or not (math.isfinite(ab) and ab > 0):
                 raise InputError(f"alpha/beta override for {organ} must be a number > 0 Gy (got {ab!r})")
 
     # ---- persistence
@@ -86,7 +88,12 @@ class FeatureSettings:
         unknown = set(d) - names
         if unknown:
             raise InputError(f"unknown feature setting(s) {sorted(unknown)}; known: {sorted(names)}", file=source)
-        return cls(**d)
+        try:
+            return cls(**d)
+        except InputError as e:
+            raise e.at(file=source)
+        except TypeError as e:   # a value of the wrong kind (a list where a name belongs, ...)
+            raise InputError(f"feature settings are malformed: {e}", file=source) from None
 
     @classmethod
     def load(cls, path, **overrides) -> "FeatureSettings":
@@ -97,8 +104,10 @@ class FeatureSettings:
         except FileNotFoundError:
             raise InputError("feature settings file not found", file=path) from None
         except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise InputError(f"feature settings file is not valid {path.suffix[1:].upper() or 'YAML'}: {e}",
-                             file=path) from None
+            raise InputError(f"feature settings file is not valid {path.suffix[1:].upper() or 'YAML'}: "
+                             f"{' '.join(str(e).split())}", file=path) from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"feature settings file is not UTF-8 text: {e.reason}", file=path) from None
         if not isinstance(d, dict):
             raise InputError("feature settings file must hold a mapping", file=path)
         overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -157,6 +166,22 @@ class FeatureSettings:
             p = load_params(self.radiomics_params.get("dose", "dose"))
             t["bin_width_gy"] = float((p.get("setting") or {}).get("binWidth", 25.0))   # pyradiomics' default
         return t
+
+
+def _check_values(fs: FeatureSettings) -> None:
+    """The settings' lists and names of the right kind (a text among the BED levels used to reach the DVH
+    code as a ValueError, a string `organs` to be read letter by letter)."""
+    levels = fs.bed_levels_gy
+    if not isinstance(levels, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in levels):
+        raise InputError(f"bed_levels_gy must be a list of doses > 0 Gy, got {levels!r}")
+    if fs.organs is not None and (not isinstance(fs.organs, (list, tuple))
+                                  or not all(isinstance(o, str) and o for o in fs.organs)):
+        raise InputError(f"organs must be a list of organ names (or absent), got {fs.organs!r}")
+    if fs.reference not in ("ct", "dose"):
+        raise InputError(f"reference must be 'ct' or 'dose', got {fs.reference!r}")
+    if not isinstance(fs.alpha_beta, dict):
+        raise InputError(f"alpha_beta must map organs to Gy, got {fs.alpha_beta!r}")
 
 
 def _texture_settings(texture) -> dict:

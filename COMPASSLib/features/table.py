@@ -41,6 +41,10 @@ def extract_cohort(cohort, settings=None, workers: int = 1, scheduler=None, cach
     elif not isinstance(settings, FeatureSettings):
         settings = FeatureSettings.from_dict(dict(settings))
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
+    if not cohort.patients:
+        from COMPASSLib.errors import InputError
+
+        raise InputError("the cohort has no patients: nothing to extract", file=cohort.root / "cohort.json")
     organs = organs or organs_to_score(settings, cohort)
     sdict = settings.to_dict()
     cache_dir = str(cache_dir) if cache_dir else None

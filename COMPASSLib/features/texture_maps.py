@@ -124,6 +124,9 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
         spacing = image.GetSpacing() if is_image(image) else (1.0, 1.0, 1.0)
     device = _checked_device(device)
 
+    step = _chunk_size(chunk_voxels, radius)
+    workers = _worker_count(device, threads)
+    _check_memory(roi, radius, len(keys), step, workers)
     box = _roi_box(img, roi, radius, bin_width, by_span=any(k.startswith("glcm:") for k in keys))
     inputs = _on_device(box, radius, device, dtype)
     wanted = {c: [k.split(":", 1)[1] for k in keys if k.startswith(c + ":")] for c in CLASSES}
@@ -138,10 +141,8 @@ def texture_maps(image, mask, features, radius: int = 1, bin_width: float = 25.0
             for k in keys:
                 results[k][start:stop] = chunk[k].to(torch.float64).cpu().numpy()
 
-    step = _chunk_size(chunk_voxels, radius)
     bounds = [(a, min(a + step, nvox)) for a in range(0, nvox, step)]
-    _run_chunks(run_chunk, bounds, nvox, workers=_worker_count(device, threads),
-                cpu=device.type == "cpu", progress=progress)
+    _run_chunks(run_chunk, bounds, nvox, workers=workers, cpu=device.type == "cpu", progress=progress)
     return _assembled_maps(results, box.coords, img.shape, init_value, image)
 
 
@@ -166,12 +167,20 @@ def _checked_arrays(image, mask, radius, bin_width):
 
 
 def _checked_device(device):
-    """`device` as a torch.device; FeatureError for CUDA where torch sees none."""
+    """`device` as a torch.device; FeatureError for a name torch does not know, for CUDA where torch sees
+    none and for a CUDA index beyond the devices present."""
     import torch
 
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise FeatureError(f"unknown torch device {device!r}: cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FeatureError("device 'cuda' asked for but torch sees no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise FeatureError(f"device {str(device)!r} asked for, torch sees {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise FeatureError(f"device {str(device)!r}: texture maps run on cpu or cuda")
     return device
 
 
@@ -270,15 +279,41 @@ def _on_device(box: _RoiBox, radius: int, device, dtype) -> _DeviceInputs:
         ng_max=box.ng_max, roi_levels=box.roi_levels, dtype=dtype)
 
 
+def _kernel_slots(radius: int) -> tuple:
+    """(kernel positions, GLCM pairs over the 13 directions) of a cube of half-width `radius`, counted
+    without building the tables: a direction with n non-zero components has (2r)^n (2r+1)^(3-n) pairs."""
+    side = 2 * radius + 1
+    pairs = 3 * (side - 1) * side ** 2 + 6 * (side - 1) ** 2 * side + 4 * (side - 1) ** 3
+    return side ** 3, pairs
+
+
 def _chunk_size(chunk_voxels: int | None, radius: int) -> int:
     """Kernel centres per chunk: `chunk_voxels`, or by default as many as fit the memory budget
     (_DEFAULT_CHUNK_BYTES) at _BYTES_PER_SLOT per kernel position or GLCM pair slot (both ways)."""
     if chunk_voxels is None:
-        from COMPASSLib.features import _texture_torch as tt
-
-        slots = max(len(tt.kernel_offsets(radius)), 2 * sum(f.size for f, _ in tt.pair_tables(radius)))
-        chunk_voxels = max(64, _DEFAULT_CHUNK_BYTES // (_BYTES_PER_SLOT * slots))
+        positions, pairs = _kernel_slots(radius)
+        chunk_voxels = max(64, _DEFAULT_CHUNK_BYTES // (_BYTES_PER_SLOT * max(positions, 2 * pairs)))
     return int(chunk_voxels)
+
+
+def _check_memory(roi: np.ndarray, radius: int, n_features: int, step: int, workers: int) -> None:
+    """Refuse (FeatureError, COMPASSLib.memory) maps whose working memory would exceed the limit: the
+    chunks in flight (`workers` chunks of `step` kernel centres, _BYTES_PER_SLOT per kernel position or
+    pair slot), the pair tables, the padded ROI box (~64 bytes per voxel with its temporaries) and the
+    maps themselves (float64, full grid, per feature)."""
+    from COMPASSLib import memory
+
+    nvox = int(np.count_nonzero(roi))
+    positions, pairs = _kernel_slots(radius)
+    slots = max(positions, 2 * pairs)
+    zz, yy, xx = (np.flatnonzero(roi.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
+    box = [(axis[-1] - axis[0] + 1 + 2 * radius) for axis in (zz, yy, xx)]
+    workers = min(workers, -(-nvox // step))          # chunks in flight at once
+    estimate = (workers * min(step, nvox) * float(slots) * _BYTES_PER_SLOT + 16.0 * (2 * pairs + 3 * positions)
+                + memory.grid_bytes(box, 64) + memory.grid_bytes(roi.shape, 8 * n_features) + 8.0 * nvox * n_features)
+    memory.check(f"texture maps (kernel radius {radius}: {positions} positions and {pairs} GLCM pairs per kernel, "
+                 f"{nvox} kernel centres, {workers} chunk(s) of {min(step, nvox)} in flight)", estimate,
+                 hint="use a smaller kernel radius (--radius) or fewer threads", error=FeatureError)
 
 
 def _chunk_features(inputs: _DeviceInputs, start: int, stop: int, wanted: dict, *,

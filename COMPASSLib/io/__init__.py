@@ -68,8 +68,18 @@ def read_grid(files, modality: str, patient=None, fraction=None):
 
 
 def _read_dose_sum(files, patient, fraction):
+    import os
+
     from COMPASSLib.geometry import resample_image
     from COMPASSLib.io.rtdose import read_rtdose
+
+    seen = {}
+    for f in files:   # one file twice would be summed twice: every dose doubled
+        key = os.path.normcase(os.path.realpath(f))
+        if key in seen:
+            raise InputError(f"dose file given twice ({seen[key]} and {f}): several dose files of one fraction are "
+                             "summed (one per beam)", file=f, patient=patient, fraction=fraction)
+        seen[key] = f
 
     total = read_rtdose(files[0], patient=patient, fraction=fraction)
     for f in files[1:]:
@@ -89,9 +99,13 @@ def read_structures(files, reference, rois=None, patient=None, fraction=None) ->
         raise InputError(f"expected one structure file, got {len(files)}", patient=patient, fraction=fraction)
     single = _image_file(files)
     if single is None:
+        from COMPASSLib.errors import CompassError
         from COMPASSLib.io.rtstruct import read_rtstruct
 
-        return read_rtstruct(files[0], reference, rois=rois, patient=patient, fraction=fraction)
+        try:
+            return read_rtstruct(files[0], reference, rois=rois, patient=patient, fraction=fraction)
+        except CompassError as e:   # errors found deep in the contours know their item, not the file
+            raise e.at(file=files[0], patient=patient, fraction=fraction) from None
     from COMPASSLib.geometry import resample_mask
     from COMPASSLib.io.images import read_masks
 

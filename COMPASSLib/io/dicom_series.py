@@ -18,6 +18,7 @@ from COMPASSLib.errors import GeometryError, InputError
 # Spacing tolerance between consecutive slices: ~0.01 mm absolute or 1e-3 relative, whichever is
 # larger (scanners write positions rounded to a few decimals; real gaps are a whole slice).
 SPACING_ATOL_MM = 0.01
+SPACING_RANGE_MM = (1e-3, 1e4)   # plausible voxel spacings: 1 micrometre to 10 m
 SPACING_RTOL = 1e-3
 ORIENTATION_TOL = 1e-4
 
@@ -85,11 +86,92 @@ def dicom_datetime_dt(value) -> _dt.datetime | None:
     return dicom_datetime(value[:8], value[8:] or "000000")
 
 
+def tag_name(keyword: str) -> str:
+    """'Rows' -> 'Rows (0028,0010)'."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
+
+
+def _conversion_errors() -> tuple:
+    """What pydicom raises when it turns an element's bytes into a value (wrong length for the VR, text
+    where a number belongs), and what Python raises converting that value."""
+    from pydicom.errors import BytesLengthException
+
+    return (BytesLengthException, ValueError, TypeError, OverflowError)
+
+
+def element_value(ds, keyword, path=None, patient=None, fraction=None, default=None):
+    """`ds.get(keyword, default)`; an element pydicom cannot convert is an InputError naming the file and the
+    tag (not a pydicom exception from deep inside the reader)."""
+    try:
+        return ds.get(keyword, default)
+    except _conversion_errors() as e:
+        raise InputError(f"unreadable {tag_name(keyword)}: {e}", file=path, patient=patient,
+                         fraction=fraction) from None
+
+
+def dicom_numbers(ds, keyword, n, path=None, patient=None, fraction=None, *, required=True):
+    """The `n` (None: any number of) finite numbers of `keyword` as float64, or None when the element is
+    absent or empty and not `required`. InputError naming the file and the tag when it is missing (and
+    required), holds another number of values, or values that are not finite numbers."""
+    where = dict(file=path, patient=patient, fraction=fraction)
+    value = element_value(ds, keyword, path, patient, fraction)
+    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+        if required:
+            raise InputError(f"missing tag {tag_name(keyword)}", **where)
+        return None
+    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    if n is not None and len(values) != n:
+        raise InputError(f"malformed {tag_name(keyword)}: {len(values)} value(s), {n} expected", **where)
+    try:
+        out = np.array([float(v) for v in values], dtype=np.float64)
+    except _conversion_errors():
+        raise InputError(f"malformed {tag_name(keyword)}: {str(value)[:60]!r} is not a number", **where) from None
+    if not np.isfinite(out).all():
+        raise InputError(f"malformed {tag_name(keyword)}: {str(value)[:60]!r} is not finite", **where)
+    return out
+
+
+def dicom_number(ds, keyword, path=None, patient=None, fraction=None, *, default=None, integer=False,
+                 positive=False):
+    """One finite number of `keyword` (`default` when absent or empty; required when `default` is None),
+    a whole number with `integer`, > 0 with `positive`; InputError naming the file and the tag otherwise."""
+    values = dicom_numbers(ds, keyword, 1, path, patient, fraction, required=default is None)
+    if values is None:
+        return default
+    x = float(values[0])
+    where = dict(file=path, patient=patient, fraction=fraction)
+    if integer and x != int(x):
+        raise InputError(f"malformed {tag_name(keyword)}: {x:g} is not a whole number", **where)
+    if positive and not x > 0:
+        raise InputError(f"malformed {tag_name(keyword)}: {x:g} must be positive", **where)
+    return int(x) if integer else x
+
+
+def sequence_items(ds, keyword, path=None, patient=None, fraction=None, what=None) -> list:
+    """The items (datasets) of sequence `keyword` of `ds`, [] when absent. A sequence pydicom cannot parse
+    (a truncated or mis-typed one) or an element that is no sequence of items is an InputError naming the
+    file and the tag (`what` names the place, e.g. 'ROIContourSequence item 3 ContourSequence')."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    where = dict(file=path, patient=patient, fraction=fraction)
+    name = what or tag_name(keyword)
+    try:
+        value = ds.get(keyword)
+    except _conversion_errors() + (OSError, EOFError, KeyError) as e:   # a sequence is parsed on access
+        raise InputError(f"unreadable {name}: {e}", **where) from None
+    if value is None or value == "":
+        return []
+    if not isinstance(value, Sequence) or not all(isinstance(item, Dataset) for item in value):
+        raise InputError(f"malformed {name}: not a sequence of items", **where)
+    return list(value)
+
+
 def _floats(ds, keyword, n, path, patient, fraction):
-    value = ds.get(keyword)
-    if value is None or len(value) != n:
-        raise InputError(f"missing or malformed {keyword}", file=path, patient=patient, fraction=fraction)
-    return np.array([float(v) for v in value], dtype=np.float64)
+    return dicom_numbers(ds, keyword, n, path, patient, fraction)
 
 
 def direction_from_orientation(iop) -> np.ndarray:
@@ -169,8 +251,9 @@ def native_pixels(ds):
         return None
     raw = ds.get("PixelData")
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
-    if not isinstance(raw, bytes) or len(raw) < rows * columns * dtype.itemsize:
-        return None
+    size = rows * columns * dtype.itemsize
+    if not isinstance(raw, bytes) or len(raw) not in (size, size + 1):
+        return None   # short, or more than one slice's worth: pydicom's decoder says what it is
     return np.frombuffer(raw, dtype=dtype, count=rows * columns).reshape(rows, columns)
 
 
@@ -194,7 +277,7 @@ def _read_slices(files, modality, patient, fraction, pixels):
     datasets = [read_dataset(f, stop_before_pixels=not pixels, patient=patient, fraction=fraction) for f in files]
     for ds, f in zip(datasets, files):
         check_modality(ds, modality, f, patient, fraction)
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        if dicom_number(ds, "NumberOfFrames", f, patient, fraction, default=1, integer=True) > 1:
             raise InputError("multi-frame image files are not supported in an image series "
                              "(export single-frame slices)", file=f, patient=patient, fraction=fraction)
         if pixels and "PixelData" not in ds:
@@ -218,23 +301,47 @@ def _slice_positions(datasets, files, patient, fraction):
     slice, and the ImagePositionPatient of each slice."""
     first, f0 = datasets[0], files[0]
     iop0 = _floats(first, "ImageOrientationPatient", 6, f0, patient, fraction)
-    ps0 = _floats(first, "PixelSpacing", 2, f0, patient, fraction)
-    shape0 = (int(first.Rows), int(first.Columns))
+    ps0 = _pixel_spacing(first, f0, patient, fraction)
+    shape0 = _slice_shape(first, f0, patient, fraction)
     positions = []
     for ds, f in zip(datasets, files):
         iop = _floats(ds, "ImageOrientationPatient", 6, f, patient, fraction)
         if np.max(np.abs(iop - iop0)) > ORIENTATION_TOL:
             raise GeometryError(f"slice orientation {iop.round(5).tolist()} differs from "
                                 f"{iop0.round(5).tolist()} in {f0.name}", file=f, patient=patient, fraction=fraction)
-        ps = _floats(ds, "PixelSpacing", 2, f, patient, fraction)
+        ps = _pixel_spacing(ds, f, patient, fraction)
         if np.max(np.abs(ps - ps0)) > SPACING_ATOL_MM * 1e-2 + 1e-6:
             raise GeometryError(f"pixel spacing {ps.tolist()} differs from {ps0.tolist()} in {f0.name}",
                                 file=f, patient=patient, fraction=fraction)
-        if (int(ds.Rows), int(ds.Columns)) != shape0:
-            raise GeometryError(f"slice size {ds.Rows}x{ds.Columns} differs from {shape0[0]}x{shape0[1]} "
+        shape = _slice_shape(ds, f, patient, fraction)
+        if shape != shape0:
+            raise GeometryError(f"slice size {shape[0]}x{shape[1]} differs from {shape0[0]}x{shape0[1]} "
                                 f"in {f0.name}", file=f, patient=patient, fraction=fraction)
         positions.append(_floats(ds, "ImagePositionPatient", 3, f, patient, fraction))
     return iop0, ps0, shape0, positions
+
+
+def _pixel_spacing(ds, path, patient, fraction) -> np.ndarray:
+    """PixelSpacing (row spacing, column spacing) in mm: two finite positive numbers (InputError otherwise)."""
+    spacing = _floats(ds, "PixelSpacing", 2, path, patient, fraction)
+    check_spacing(spacing, tag_name("PixelSpacing"), path, patient, fraction)
+    return spacing
+
+
+def check_spacing(spacing_mm, what, path=None, patient=None, fraction=None) -> None:
+    """Voxel spacings within SPACING_RANGE_MM (a spacing of 0, negative, 1e-300 or 1e300 mm is a broken
+    header, and SimpleITK cannot even build its direction matrix from it): GeometryError otherwise."""
+    low, high = SPACING_RANGE_MM
+    values = np.atleast_1d(np.asarray(spacing_mm, dtype=np.float64))
+    if not ((values >= low) & (values <= high)).all():
+        raise GeometryError(f"{what} {[float(f'{v:.6g}') for v in values]} mm is outside {low:g}-{high:g} mm",
+                            file=path, patient=patient, fraction=fraction)
+
+
+def _slice_shape(ds, path, patient, fraction) -> tuple:
+    """(Rows, Columns): whole numbers >= 1 (InputError otherwise)."""
+    return tuple(dicom_number(ds, k, path, patient, fraction, integer=True, positive=True)
+                 for k in ("Rows", "Columns"))
 
 
 def _sort_along_normal(datasets, files, positions, direction, patient, fraction):
@@ -263,10 +370,33 @@ def _stack_pixels(datasets, files, shape, patient, fraction):
             pixels = ds.pixel_array if pixels is None else pixels
         except Exception as e:  # noqa: BLE001 - pydicom raises many types for undecodable data
             raise InputError(f"cannot decode pixel data: {e}", file=f, patient=patient, fraction=fraction) from None
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-        volume[z] = pixels.astype(np.float64) * slope + intercept
+        if pixels.shape != shape:
+            raise InputError(f"pixel data of shape {'x'.join(map(str, pixels.shape))} does not match Rows x Columns "
+                             f"{shape[0]}x{shape[1]}", file=f, patient=patient, fraction=fraction)
+        # Type 1 in the CT and PET image modules: a missing intercept read as 0 made every HU 1024 too high
+        slope = dicom_number(ds, "RescaleSlope", f, patient, fraction)
+        intercept = dicom_number(ds, "RescaleIntercept", f, patient, fraction)
+        if slope == 0:
+            raise InputError(f"malformed {tag_name('RescaleSlope')}: 0 would make every voxel "
+                             f"{intercept:g}", file=f, patient=patient, fraction=fraction)
+        with np.errstate(over="ignore"):   # checked just below
+            volume[z] = pixels.astype(np.float64) * slope + intercept
+        if not np.isfinite(volume[z]).all():
+            raise InputError(f"rescaled values are not finite in float32 ({tag_name('RescaleSlope')} {slope:g}, "
+                             f"{tag_name('RescaleIntercept')} {intercept:g})", file=f, patient=patient,
+                             fraction=fraction)
     return volume
+
+
+def _check_volume_memory(modality, shape_zyx, pixels, path, patient, fraction) -> None:
+    """Refuse (InputError, COMPASSLib.memory) a series whose headers announce more voxels than fit: the
+    float32 volume and SimpleITK's copy of it (uint8 for a headers-only grid), before allocating them."""
+    from COMPASSLib import memory
+
+    memory.check(f"{modality} series of {' x '.join(str(n) for n in shape_zyx[::-1])} voxels (Columns x Rows x "
+                 "slices)", memory.grid_bytes(shape_zyx, 8 if pixels else 2),
+                 hint="check Rows (0028,0010), Columns (0028,0011) and the files of the series",
+                 error=InputError, file=path, patient=patient, fraction=fraction)
 
 
 def read_series(files, modality, patient=None, fraction=None, pixels=True):
@@ -286,13 +416,16 @@ def read_series(files, modality, patient=None, fraction=None, pixels=True):
     iop0, ps0, shape0, positions = _slice_positions(datasets, files, patient, fraction)
 
     direction = direction_from_orientation(iop0)
-    if abs(np.linalg.det(direction) - 1.0) > 1e-3:
+    if not (np.isfinite(direction).all() and abs(np.linalg.det(direction) - 1.0) <= 1e-3
+            and np.allclose(direction.T @ direction, np.eye(3), atol=1e-3)):
         raise GeometryError("ImageOrientationPatient is not two orthogonal unit vectors",
                             file=f0, patient=patient, fraction=fraction)
     files, datasets, positions, step = _sort_along_normal(datasets, files, positions, direction, patient, fraction)
     if step == 0.0:  # a single slice: the slice thickness is the best thickness we know
-        step = float(first.get("SliceThickness") or 1.0)
+        step = dicom_number(first, "SliceThickness", f0, patient, fraction, default=1.0, positive=True)
+    check_spacing(step, "slice spacing" if len(datasets) > 1 else tag_name("SliceThickness"), f0, patient, fraction)
 
+    _check_volume_memory(modality, (len(datasets),) + shape0, pixels, f0, patient, fraction)
     volume = _stack_pixels(datasets, files, shape0, patient, fraction) if pixels else \
         np.zeros((len(datasets),) + shape0, dtype=np.uint8)
     metadata = {"Modality": str(first.get("Modality", "")),

@@ -65,8 +65,9 @@ def read_image(path, patient=None, fraction=None):
     return out
 
 
-def _segments(image):
-    """[(name, label value, layer)] from Slicer segmentation header fields."""
+def _segments(image, path=None, patient=None, fraction=None):
+    """[(name, label value, layer)] from Slicer segmentation header fields (InputError naming the file and
+    the field when a label value or layer is not a whole number)."""
     keys = set(image.GetMetaDataKeys())
     found = []
     i = 0
@@ -74,7 +75,14 @@ def _segments(image):
         get = lambda field, default=None: image.GetMetaData(f"Segment{i}_{field}") if f"Segment{i}_{field}" in keys else default  # noqa: E731,B023
         name = get("Name") or get("ID") or f"Segment_{i}"
         # Files from before Slicer 4.11 have no Layer/LabelValue: one segment per component, value 1.
-        found.append((name, int(get("LabelValue", 1)), int(get("Layer", i))))
+        numbers = []
+        for field, default in (("LabelValue", 1), ("Layer", i)):
+            try:
+                numbers.append(int(get(field, default)))
+            except (TypeError, ValueError):
+                raise InputError(f"segment {name!r}: header field Segment{i}_{field} {get(field)!r} is not a whole "
+                                 "number", file=path, patient=patient, fraction=fraction) from None
+        found.append((name, *numbers))
         i += 1
     return found
 
@@ -112,7 +120,7 @@ def read_masks(path, patient=None, fraction=None) -> dict:
                              file=path, patient=patient, fraction=fraction)
     array = array.astype(np.int64)
 
-    segments = _segments(image)
+    segments = _segments(image, path, patient, fraction)
     if not segments:
         names = _colour_table(path)
         segments = [(names.get(int(v), f"label_{int(v)}"), int(v), layer)
@@ -122,7 +130,7 @@ def read_masks(path, patient=None, fraction=None) -> dict:
     reference.CopyInformation(image)
     masks = {}
     for name, value, layer in segments:
-        if layer >= array.shape[-1]:
+        if not 0 <= layer < array.shape[-1]:
             raise InputError(f"segment {name!r} is in layer {layer}, the file has {array.shape[-1]}",
                              file=path, patient=patient, fraction=fraction)
         mask = sitk.GetImageFromArray((array[..., layer] == value).astype(np.uint8))

@@ -20,8 +20,23 @@ validates against):
 - The RTSTRUCT's frame of reference must equal the reference image's (metadata key
   FrameOfReferenceUID) when both are known: GeometryError otherwise.
 - A truncated or malformed structure set (a StructureSetROISequence item without ROINumber, an
-  ROIContourSequence item without ReferencedROINumber, a number that is not an integer) is an
-  InputError naming the file and the item, never an AttributeError.
+  ROIContourSequence item without ReferencedROINumber, a number that is not an integer, a sequence that
+  is not a sequence of items, ContourData that are not finite x, y, z triples within +-1e6 mm or that
+  disagree with NumberOfContourPoints) is an InputError naming the file and the item, never an
+  AttributeError or a pydicom/numpy exception (and never a contour dropped without a word).
+
+Thin organs on grids rotated against the patient axes (a CT rotated about the patient's long axis):
+the centre rule samples one point per voxel, and for an organ a few voxels across that runs along the
+slice normal (a spinal cord) the same lattice phase repeats on every slice, so its error does not
+average out: a 1 cm cord on a 3 mm grid kept 88 % of its volume rotated 10, 20 or 30 degrees, 50 % at 45. On such a
+grid, when the centre-rule mask misses the contours' partial-volume estimate (COVERAGE_SUBSAMPLES^2
+sub-voxel centres per voxel) by more than geometry.THIN_VOLUME_TOLERANCE, the mask is rebuilt from that
+estimate with `geometry.volume_preserving_mask`. Axis-aligned grids (any 90-degree rotation included)
+keep the centre rule unchanged: it is the convention of the references the masks are validated against
+(dicompyler-core, MIRP), and contours drawn on such a CT give back the voxels they were drawn on.
+
+`subvoxel_centres` gives the sub-voxel centres inside an ROI at N x N per voxel in-plane (same
+slices), for DVHs that supersample small ROIs (`dose.supersampled_dvh`, `compass dvh --supersample`).
 """
 from __future__ import annotations
 
@@ -30,25 +45,44 @@ import logging
 import numpy as np
 
 from COMPASSLib.errors import GeometryError, InputError
-from COMPASSLib.io.dicom_series import check_modality, read_dataset
+from COMPASSLib.io.dicom_series import check_modality, read_dataset, sequence_items
 
 log = logging.getLogger(__name__)
 
 PLANE_TOL = 0.5   # a contour's points may spread this much (in slices) along the normal
+MAX_COORDINATE_MM = 1e6   # contour coordinates beyond 1 km are no patient's (and overflow the grid index)
+# Sub-voxel centres per voxel side for the partial-volume estimate of an ROI on a rotated grid. The
+# estimate repeats its own (smaller) lattice error on every slice too: at 16 a 1 cm cord on a 3 mm grid
+# was within 0.9 % of its contour area at 10-45 degrees (8: 4.4 %, 4: 10 %). Fewer for a large ROI, so
+# that a slice holds at most COVERAGE_BUDGET sub-voxels (an ROI filling a 512 x 512 slice: 3).
+COVERAGE_SUBSAMPLES = 16
+COVERAGE_BUDGET = 4_000_000
 
 
 def _open(path, patient=None, fraction=None):
+    """The dataset, checked to be an RTSTRUCT whose sequences COMPASS reads are sequences of items (a
+    truncated or mis-typed one is an InputError naming the file and the tag, parsed here once)."""
     ds = read_dataset(path, patient=patient, fraction=fraction)
     check_modality(ds, "RTSTRUCT", path, patient, fraction)
+    for keyword in ("StructureSetROISequence", "ReferencedFrameOfReferenceSequence"):
+        sequence_items(ds, keyword, path, patient, fraction)
+    for i, rc in enumerate(sequence_items(ds, "ROIContourSequence", path, patient, fraction)):
+        sequence_items(rc, "ContourSequence", path, patient, fraction,
+                       what=f"ROIContourSequence item {i + 1} ContourSequence")
     return ds
 
 
 def _item_number(item, keyword, tag, sequence, i, path=None, patient=None, fraction=None) -> int:
     """The integer `keyword` of item i (0-based) of `sequence`; InputError naming the file and the item."""
-    value = item.get(keyword) if hasattr(item, "get") else None
+    try:
+        value = item.get(keyword) if hasattr(item, "get") else None
+    except (ValueError, TypeError, OverflowError) as e:   # pydicom converting the element's bytes
+        value = f"<unreadable: {e}>"
     try:
         number = int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        if number is not None and number != float(value):
+            number = None
+    except (TypeError, ValueError, OverflowError):
         number = None
     if number is None:
         what = "has no" if value in (None, "") else f"has a non-integer {value!r} as"
@@ -123,9 +157,9 @@ def _polygon_mask(polygon_ij, shape_yx):
     return mask
 
 
-def rasterise_roi(contours_xyz, reference, name="ROI", path=None, patient=None, fraction=None) -> np.ndarray:
-    """(z, y, x) bool mask of a list of closed planar contours (each an n x 3 array in LPS mm)."""
-    nx, ny, nz = reference.GetSize()
+def _planes(contours_xyz, reference, name, path, patient, fraction):
+    """Contour plane (continuous slice index, rounded) -> its polygons in (i, j) index coordinates, and
+    the slab thickness in slices (the median distance between planes, at least one slice)."""
     planes = {}
     for points in contours_xyz:
         idx = _physical_to_index(points, reference)
@@ -135,15 +169,27 @@ def rasterise_roi(contours_xyz, reference, name="ROI", path=None, patient=None, 
                                 "slice normal (not parallel to the reference grid)",
                                 file=path, patient=patient, fraction=fraction)
         planes.setdefault(round(float(k.mean()), 3), []).append(idx[:, :2])
-    mask = np.zeros((nz, ny, nx), dtype=bool)
-    if not planes:
-        return mask
     keys = sorted(planes)
     thickness = max(float(np.median(np.diff(keys))), 1.0) if len(keys) > 1 else 1.0
-    for k in keys:
-        first = int(np.ceil(k - thickness / 2 - 1e-6))
-        last = int(np.ceil(k + thickness / 2 - 1e-6)) - 1
-        first, last = max(first, 0), min(last, nz - 1)
+    return planes, thickness
+
+
+def _slab(k, thickness, nz):
+    """First and last reference slice (clipped to the grid) whose centre lies in [k - t/2, k + t/2)."""
+    first = int(np.ceil(k - thickness / 2 - 1e-6))
+    last = int(np.ceil(k + thickness / 2 - 1e-6)) - 1
+    return max(first, 0), min(last, nz - 1)
+
+
+def rasterise_roi(contours_xyz, reference, name="ROI", path=None, patient=None, fraction=None) -> np.ndarray:
+    """(z, y, x) bool mask of a list of closed planar contours (each an n x 3 array in LPS mm)."""
+    from COMPASSLib.geometry import axes_rotated
+
+    nx, ny, nz = reference.GetSize()
+    planes, thickness = _planes(contours_xyz, reference, name, path, patient, fraction)
+    mask = np.zeros((nz, ny, nx), dtype=bool)
+    for k in sorted(planes):
+        first, last = _slab(k, thickness, nz)
         if first > last:
             continue  # plane outside the grid
         plane = np.zeros((ny, nx), dtype=bool)
@@ -152,41 +198,194 @@ def rasterise_roi(contours_xyz, reference, name="ROI", path=None, patient=None, 
             if m is not None:
                 plane ^= m
         mask[first:last + 1] |= plane
+    if mask.any() and axes_rotated(reference.GetDirection()):
+        mask = _thin_volume_kept(mask, planes, thickness, name)
     return mask
 
 
-def _contour_points(item) -> np.ndarray:
+def _fine_slices(planes, thickness, shape_zyx, factor):
+    """Sub-voxel centres inside an ROI, `factor` x `factor` per voxel in-plane on the reference slices:
+    ((i0, j0, width, height) of the voxel window every polygon falls in, {slice: bool mask of
+    (height * factor, width * factor)}), or None when the ROI misses the grid. The sub-voxel centres
+    of voxel i lie at i - 1/2 + (s + 1/2) / factor, s = 0 .. factor - 1; the same in-polygon test and
+    slab rule as the centre rule (which is factor 1)."""
+    nz, ny, nx = shape_zyx
+    points = np.vstack([p for polygons in planes.values() for p in polygons])
+    i0, i1 = max(int(np.floor(points[:, 0].min() + 0.5)), 0), min(int(np.floor(points[:, 0].max() + 0.5)), nx - 1)
+    j0, j1 = max(int(np.floor(points[:, 1].min() + 0.5)), 0), min(int(np.floor(points[:, 1].max() + 0.5)), ny - 1)
+    if i0 > i1 or j0 > j1:
+        return None
+    shape = ((j1 - j0 + 1) * factor, (i1 - i0 + 1) * factor)
+    offset = np.array([i0 - 0.5, j0 - 0.5])
+    slices = {}
+    for k in sorted(planes):
+        first, last = _slab(k, thickness, nz)
+        fine = np.zeros(shape, dtype=bool)
+        for polygon in planes[k] if first <= last else ():
+            m = _polygon_mask((polygon - offset) * factor - 0.5, shape)
+            if m is not None:
+                fine ^= m
+        for s in range(first, last + 1):
+            slices[s] = slices[s] | fine if s in slices else fine   # never in place: slab slices share `fine`
+    return (i0, j0, i1 - i0 + 1, j1 - j0 + 1), slices
+
+
+def _polygon_area(polygon_ij) -> float:
+    x, y = polygon_ij[:, 0], polygon_ij[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def _inside(point, polygon) -> bool:
+    """Even-odd test of one point against one polygon (the rule `_polygon_mask` applies)."""
+    x0, y0 = polygon[:, 0], polygon[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crossing = (y0 <= point[1]) != (y1 <= point[1])
+    xi = x0[crossing] + (point[1] - y0[crossing]) * (x1[crossing] - x0[crossing]) / (y1[crossing] - y0[crossing])
+    return bool(np.count_nonzero(xi < point[0]) & 1)
+
+
+def _plane_area(polygons) -> float:
+    """Area (voxel units) of a plane's polygons combined even-odd: a polygon inside an odd number of the
+    others is a hole. Exact for nested, non-crossing contours (what planning systems write)."""
+    area = 0.0
+    for n, polygon in enumerate(polygons):
+        depth = sum(_inside(polygon[0], other) for m, other in enumerate(polygons) if m != n)
+        area += _polygon_area(polygon) * (-1) ** depth
+    return area
+
+
+def _coverage(planes, thickness, shape_zyx):
+    """((i0, j0, width, height), partial-volume fraction (nz, height, width)) of the ROI's contours over
+    its voxel window, from up to COVERAGE_SUBSAMPLES^2 sub-voxel centres per voxel; None off the grid."""
+    nz, ny, nx = shape_zyx
+    points = np.vstack([p for polygons in planes.values() for p in polygons])
+    w = min(np.ptp(points[:, 0]) + 2, nx)
+    h = min(np.ptp(points[:, 1]) + 2, ny)
+    f = int(max(min(COVERAGE_SUBSAMPLES, np.sqrt(COVERAGE_BUDGET / (w * h))), 1))
+    found = _fine_slices(planes, thickness, shape_zyx, f)
+    if found is None:
+        return None
+    (i0, j0, w, h), slices = found
+    coverage = np.zeros((nz, h, w))
+    for s, fine in slices.items():
+        coverage[s] = fine.reshape(h, f, w, f).mean(axis=(1, 3))
+    return (i0, j0, w, h), coverage
+
+
+def _thin_volume_kept(mask, planes, thickness, name):
+    """The centre-rule mask on a rotated grid, or, when it misses the contours' partial-volume estimate by
+    more than THIN_VOLUME_TOLERANCE (an organ a few voxels across), the volume-preserving mask of that
+    estimate (see the module docstring)."""
+    from COMPASSLib.geometry import THIN_VOLUME_TOLERANCE, volume_preserving_mask
+
+    nz = mask.shape[0]
+    count = int(np.count_nonzero(mask))
+
+    def filled(k):
+        first, last = _slab(k, thickness, nz)
+        return max(last - first + 1, 0)
+
+    # Cheap screen first, the contours' own area times the slices they fill: exact inside the grid, so a
+    # mask that agrees with it to a third of the tolerance is kept without the sub-voxel estimate.
+    described = sum(filled(k) * _plane_area(planes[k]) for k in planes)
+    if described > 0 and abs(count - described) <= THIN_VOLUME_TOLERANCE / 3 * described:
+        return mask
+    found = _coverage(planes, thickness, mask.shape)
+    if found is None:
+        return mask
+    (i0, j0, w, h), coverage = found
+    expected = float(coverage.sum())
+    if expected == 0 or abs(count - expected) <= THIN_VOLUME_TOLERANCE * expected:
+        return mask
+    log.debug("ROI %r: centre rule holds %d voxels, its contours %.1f on this rotated grid; keeping the "
+              "partial-volume estimate's volume", name, count, expected)
+    out = np.zeros_like(mask)
+    out[:, j0:j0 + h, i0:i0 + w] = volume_preserving_mask(coverage)
+    return out
+
+
+def subvoxel_centres(contours_xyz, reference, factor: int, name="ROI", path=None, patient=None, fraction=None):
+    """The centres of the ROI's sub-voxels, `factor` x `factor` per voxel of `reference` in-plane on its own
+    slices (each sub-voxel holds voxel volume / factor^2): an iterator of (slice index, x, y) with x, y
+    the sub-voxels' continuous column and row indices on `reference`. In-polygon test and slab rule as
+    `rasterise_roi` (factor 1 gives its voxel centres). Contour checks run before the first item."""
+    factor = int(factor)
+    if factor < 1:
+        raise InputError(f"supersampling factor must be a whole number >= 1 (got {factor})",
+                         file=path, patient=patient, fraction=fraction)
+    planes, thickness = _planes(contours_xyz, reference, name, path, patient, fraction)
+    nx, ny, nz = reference.GetSize()
+    found = _fine_slices(planes, thickness, (nz, ny, nx), factor) if planes else None
+    return iter(()) if found is None else _centres(found, factor)
+
+
+def _centres(found, factor):
+    (i0, j0, _, _), slices = found
+    for s in sorted(slices):
+        rows, cols = np.nonzero(slices[s])
+        if rows.size:
+            yield s, i0 - 0.5 + (cols + 0.5) / factor, j0 - 0.5 + (rows + 0.5) / factor
+
+
+def _contour_points(item, where="") -> np.ndarray:
     """ContourData as a flat float array. Parsed from the raw bytes when pydicom has not converted the
-    element yet: 10x faster than pydicom's per-value DS objects for large structure sets."""
+    element yet: 10x faster than pydicom's per-value DS objects for large structure sets. Values that are
+    not finite numbers are an InputError naming `where` (the item)."""
     element = item.get_item("ContourData")
     if element is None:
         return np.empty(0)
     value = element.value
-    if isinstance(value, bytes):
-        value = value.strip(b" \0")
-        return np.array(value.split(b"\\"), dtype=np.float64) if value else np.empty(0)
-    return np.asarray(value, dtype=np.float64).ravel()
+    try:
+        if isinstance(value, bytes):
+            value = value.strip(b" \0")
+            data = np.array(value.split(b"\\"), dtype=np.float64) if value else np.empty(0)
+        else:
+            data = np.asarray(value if value is not None else [], dtype=np.float64).ravel()
+    except (ValueError, TypeError, OverflowError):
+        raise InputError(f"RTSTRUCT {where}ContourData (3006,0050) holds values that are not numbers: "
+                         f"{str(value)[:60]!r}") from None
+    if not (np.abs(data) <= MAX_COORDINATE_MM).all():   # NaN fails too
+        raise InputError(f"RTSTRUCT {where}ContourData (3006,0050) holds values that are not finite or beyond "
+                         f"+-{MAX_COORDINATE_MM:g} mm")
+    return data
 
 
 def _contours(roi_contour):
+    """(closed planar contours as n x 3 arrays, contour types skipped). A contour whose ContourData is not
+    x, y, z triples (or disagrees with NumberOfContourPoints) is an InputError naming the ROI number and
+    the item: dropping it would shrink the organ without a word. The file is added by the caller."""
     out, skipped = [], set()
-    for c in roi_contour.get("ContourSequence", []):
-        kind = str(c.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
-        data = _contour_points(c) if kind == "CLOSED_PLANAR" else np.empty(0)
-        if data.size < 9 or data.size % 3:
+    number = roi_contour.get("ReferencedROINumber", "?")
+    for i, c in enumerate(roi_contour.get("ContourSequence", [])):
+        where = f"ROI number {number} ContourSequence item {i + 1}: "
+        kind = str(c.get("ContourGeometricType", "CLOSED_PLANAR")).strip().upper()
+        data = _contour_points(c, where) if kind == "CLOSED_PLANAR" else np.empty(0)
+        if kind == "CLOSED_PLANAR" and data.size % 3:
+            raise InputError(f"RTSTRUCT {where}ContourData (3006,0050) has {data.size} values, not x, y, z "
+                             "triples: the structure set is truncated or malformed")
+        points = _number_of_points(c, where)
+        if kind == "CLOSED_PLANAR" and points is not None and points * 3 != data.size:
+            raise InputError(f"RTSTRUCT {where}NumberOfContourPoints (3006,0046) is {points}, ContourData holds "
+                             f"{data.size // 3} points: the structure set is truncated or malformed")
+        if data.size < 9:
             skipped.add(kind)
             continue
         out.append(data.reshape(-1, 3))
     return out, skipped
 
 
-def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> dict:
-    """ROI name (as in the file) -> `SimpleITK.Image` uint8 0/1 on `reference`'s grid.
+def _number_of_points(item, where):
+    """NumberOfContourPoints of a contour item (None when absent); InputError when it is no whole number."""
+    try:
+        value = item.get("NumberOfContourPoints")
+        return None if value in (None, "") else int(value)
+    except (ValueError, TypeError, OverflowError):
+        raise InputError(f"RTSTRUCT {where}NumberOfContourPoints (3006,0046) is not a whole number") from None
 
-    `rois`: names to read (all when None); a requested name that is absent or empty is an InputError.
-    """
-    import SimpleITK as sitk
 
+def _wanted_contours(path, reference, rois, patient, fraction):
+    """[(ROI name, closed planar contours)] of the ROIs asked for (all when `rois` is None), in file
+    order, after the checks every reader of contours needs (names present, one frame of reference)."""
     where = dict(file=path, patient=patient, fraction=fraction)
     ds = _open(path, patient, fraction)
     table = _roi_table(ds, path, patient, fraction)
@@ -200,7 +399,6 @@ def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> di
             continue
         by_name[name] = number
     if rois is not None:
-        rois = [rois] if isinstance(rois, str) else list(rois)
         absent = [r for r in rois if r not in by_name]
         if absent:
             raise InputError(f"ROI(s) {absent} not in RTSTRUCT (has: {', '.join(by_name)})", **where)
@@ -208,7 +406,7 @@ def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> di
 
     contour_of = {_item_number(rc, "ReferencedROINumber", "(3006,0084)", "ROIContourSequence", i, path, patient,
                                fraction): rc for i, rc in enumerate(ds.get("ROIContourSequence", []))}
-    masks = {}
+    out = []
     for name in wanted:
         number = by_name[name]
         roi_frame = table[number][1] or file_frame
@@ -218,6 +416,31 @@ def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> di
         contours, skipped = _contours(contour_of[number]) if number in contour_of else ([], set())
         if skipped:
             log.debug("RTSTRUCT %s ROI %r: ignored contour types %s", path, name, sorted(skipped))
+        out.append((name, contours))
+    return out
+
+
+def _names(rois):
+    return None if rois is None else ([rois] if isinstance(rois, str) else list(rois))
+
+
+def read_rtstruct_contours(path, reference, rois=None, patient=None, fraction=None) -> dict:
+    """ROI name -> its closed planar contours (n x 3 arrays, LPS mm), with `read_rtstruct`'s checks
+    (requested names present, frame of reference equal to `reference`'s); for `subvoxel_centres`."""
+    return dict(_wanted_contours(path, reference, _names(rois), patient, fraction))
+
+
+def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> dict:
+    """ROI name (as in the file) -> `SimpleITK.Image` uint8 0/1 on `reference`'s grid.
+
+    `rois`: names to read (all when None); a requested name that is absent or empty is an InputError.
+    """
+    import SimpleITK as sitk
+
+    where = dict(file=path, patient=patient, fraction=fraction)
+    rois = _names(rois)
+    masks = {}
+    for name, contours in _wanted_contours(path, reference, rois, patient, fraction):
         array = rasterise_roi(contours, reference, name, path, patient, fraction)
         if not array.any():
             if rois is not None:

@@ -16,7 +16,7 @@ from COMPASSLib.synth.dicom_writer import (StudyContext, uid, write_ct_series, w
                                            write_rtdose, write_rtstruct)
 from COMPASSLib.synth.grid import SIZES, pet_factor
 from COMPASSLib.synth.patient import SimPatient, simulate_patient, truth_rows
-from COMPASSLib.synth.pet import suv_image
+from COMPASSLib.synth.pet import ORGAN_CLASS, suv_image
 
 CT_NOISE_HU = {"small": 8.0, "full": 15.0}
 FIRST_DAY = _dt.date(2025, 1, 6)        # a Monday; every date is this plus seed- and patient-derived days
@@ -36,7 +36,9 @@ def treatment_days(seed: int, index: int, fractions: int) -> list:
     return [start - _dt.timedelta(days=PLANNING_DAYS_BEFORE)] + days
 
 
-def _validate(patients, fractions, seed, size):
+def _validate(patients, fractions, seed, size, readout="pet"):
+    if readout not in toxicity.READOUTS:
+        raise InputError(f"unknown readout {readout!r}; choose one of {', '.join(toxicity.READOUTS)}")
     if size not in SIZES:
         raise InputError(f"unknown synthetic cohort size {size!r}; choose one of {', '.join(SIZES)}")
     if int(patients) < 1 or int(fractions) < 1:
@@ -45,32 +47,36 @@ def _validate(patients, fractions, seed, size):
         raise InputError(f"seed must be >= 0 (got {seed})")
 
 
-def draw_truth(patients: int = 40, fractions: int = 5, seed: int = 0, size: str = "small") -> list:
+def draw_truth(patients: int = 40, fractions: int = 5, seed: int = 0, size: str = "small",
+               readout: str = "pet") -> list:
     """The hidden truth and organ signals of a cohort, without writing any file (for statistics):
     one dict per patient x organ, identical to what generate_cohort would draw for the same arguments."""
-    _validate(patients, fractions, seed, size)
+    _validate(patients, fractions, seed, size, readout)
     rows = []
     for i in range(1, int(patients) + 1):
-        rows += truth_rows(simulate_patient(seed, i, fractions, size))
+        rows += truth_rows(simulate_patient(seed, i, fractions, size, readout))
     return rows
 
 
 def generate_cohort(out_dir, patients: int = 8, fractions: int = 5, seed: int = 0, size: str = "full",
-                    progress=None, workers: int = 1) -> Path:
+                    progress=None, workers: int = 1, readout: str = "pet") -> Path:
     """Write a synthetic thorax cohort (DICOM, outcomes.csv, ground_truth.json, cohort.json) into
     `out_dir` and return the path of its cohort.json. `progress` (COMPASSLib.progress) hears each patient.
     `workers` > 1 writes patients in that many processes; every patient has its own random streams, so
-    the files are the same whatever the number of workers."""
-    _validate(patients, fractions, seed, size)
+    the files are the same whatever the number of workers. `readout` ("pet", "ct"): which scan shows the
+    hidden radiosensitivity (synth.toxicity.READOUTS)."""
+    _validate(patients, fractions, seed, size, readout)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cohort_patients, outcomes, truth = [], [], []
-    for i, (entry, rows) in enumerate(_patients(out, int(patients), fractions, seed, size, int(workers)), 1):
+    for i, (entry, rows) in enumerate(_patients(out, int(patients), fractions, seed, size, int(workers), readout), 1):
         cohort_patients.append(entry)
         outcomes += [Outcome(entry.id, r["organ"], r["grade"], r["onset_fraction"]) for r in rows["organs"]]
         truth.append(rows)
         report(progress, i / int(patients), f"synthetic patient {i}/{int(patients)}")
     settings = {"patients": int(patients), "fractions": int(fractions), "seed": int(seed), "size": size}
+    if readout != "pet":   # the default cohort's files stay byte-identical to earlier versions
+        settings["readout"] = readout
     write_outcomes(out / "outcomes.csv", outcomes)
     write_json(out / "ground_truth.json", {
         "note": "hidden parameters of the synthetic cohort; no part of the COMPASS pipeline reads this file",
@@ -84,22 +90,22 @@ def generate_cohort(out_dir, patients: int = 8, fractions: int = 5, seed: int = 
     return cohort.save(out / "cohort.json")
 
 
-def _simulate_and_write(out: Path, seed: int, index: int, fractions: int, size: str):
-    sim = simulate_patient(seed, index, fractions, size)
+def _simulate_and_write(out: Path, seed: int, index: int, fractions: int, size: str, readout: str = "pet"):
+    sim = simulate_patient(seed, index, fractions, size, readout)
     return write_patient(out, sim, seed), patient_truth(sim)
 
 
-def _patients(out: Path, patients: int, fractions: int, seed: int, size: str, workers: int):
+def _patients(out: Path, patients: int, fractions: int, seed: int, size: str, workers: int, readout: str):
     """(manifest entry, truth) per patient, in patient order."""
     if workers <= 1:
         for i in range(1, patients + 1):
-            yield _simulate_and_write(out, seed, i, fractions, size)
+            yield _simulate_and_write(out, seed, i, fractions, size, readout)
         return
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(_simulate_and_write, [out] * patients, [seed] * patients, range(1, patients + 1),
-                            [fractions] * patients, [size] * patients)
+                            [fractions] * patients, [size] * patients, [readout] * patients)
 
 
 def patient_truth(sim: SimPatient) -> dict:
@@ -112,6 +118,11 @@ def scan_images(sim: SimPatient, k: int):
     exactly as written to the files before quantisation."""
     classes = tissue_classes(sim.grid, sim.anatomy, sim.masks[k])
     hu = ct_hu(sim.grid, classes, sim.image_rng(k, "CT"), CT_NOISE_HU[sim.size])
+    if sim.readout == "ct" and k >= 2:
+        for organ in toxicity.ORGANS:   # the inflamed organ's density rises (the "ct" readout)
+            mask = classes[ORGAN_CLASS[organ]]
+            injury = toxicity.inflammation_before(sim.doses_gy, mask, organ, sim.sensitivity[organ], k)
+            hu[mask] += (toxicity.CT_GAIN_HU * injury).astype(hu.dtype)
     suv = suv_image(sim, classes, sim.pet, k, sim.image_rng(k, "PT")) if k >= 1 else None
     return hu, suv
 

@@ -32,6 +32,7 @@ class SimPatient:
     rngs: dict = field(default_factory=dict)       # streams of the simulation, by purpose
     pet: PetParams | None = None                    # weight, injected activity, uptake, tumour SUV
     patient_risk: float = 0.0                       # hidden log-odds offset shared by the organs
+    readout: str = "pet"                            # which scan shows the radiosensitivity (toxicity.READOUTS)
 
     @property
     def fractions(self) -> int:
@@ -56,7 +57,7 @@ def patient_streams(seed: int, index: int) -> dict:
     return {n: np.random.default_rng(c) for n, c in zip(names, children)}
 
 
-def simulate_patient(seed: int, index: int, fractions: int, size: str) -> SimPatient:
+def simulate_patient(seed: int, index: int, fractions: int, size: str, readout: str = "pet") -> SimPatient:
     grid = ct_grid(size)
     rngs = patient_streams(seed, index)
     anatomy = draw_anatomy(rngs["anatomy"], grid)
@@ -70,9 +71,10 @@ def simulate_patient(seed: int, index: int, fractions: int, size: str) -> SimPat
     sens = toxicity.draw_radiosensitivity(rngs["toxicity"])
     p = SimPatient(patient_id(index), index, size, grid, anatomy, plan, masks, doses, sens, seed=int(seed), rngs=rngs,
                    pet=draw_pet(rngs["scanner"], anatomy.body_a_mm, anatomy.body_b_mm),
-                   patient_risk=toxicity.draw_patient_risk(rngs["toxicity"]))
+                   patient_risk=toxicity.draw_patient_risk(rngs["toxicity"]), readout=readout)
     for organ in toxicity.ORGANS:
-        p.signals[organ] = toxicity.organ_signals(doses, masks[0][organ], organ, sens[organ], grid.spacing_mm)
+        p.signals[organ] = toxicity.organ_signals(doses, masks[0][organ], organ, sens[organ], grid.spacing_mm,
+                                                   readout)
         p.outcomes[organ] = toxicity.draw_outcome(rngs["toxicity"], organ, sens[organ], p.signals[organ],
                                                     p.patient_risk)
     return p

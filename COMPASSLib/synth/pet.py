@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from COMPASSLib.resources import alpha_beta
 from COMPASSLib.synth import toxicity
 from COMPASSLib.synth.grid import block_mean, pet_factor
 
@@ -66,12 +65,11 @@ def suv_image(sim, classes: dict, pet: PetParams, fraction: int, rng: np.random.
             suv[m] = pet.tumour_suv * (1.0 - pet.tumour_response * progress)
         else:
             suv[m] = SUV[name]
-    if fraction >= 2:
+    if fraction >= 2 and sim.readout == "pet":
         for organ in toxicity.ORGANS:
             mask = classes[ORGAN_CLASS[organ]]
-            ab = alpha_beta(organ)
-            bed = toxicity.cumulative_bed([d[mask] for d in sim.doses_gy[: fraction - 1]], ab)[-1]
-            suv[mask] *= 1.0 + toxicity.PET_GAIN * toxicity.inflammation(bed, organ, sim.sensitivity[organ])
+            injury = toxicity.inflammation_before(sim.doses_gy, mask, organ, sim.sensitivity[organ], fraction)
+            suv[mask] *= 1.0 + toxicity.PET_GAIN * injury
     sigma = [PSF_FWHM_MM / 2.3548 / s for s in (grid.spacing_mm[2], grid.spacing_mm[1], grid.spacing_mm[0])]
     suv = block_mean(gaussian_filter(suv, sigma, mode="constant"), pet_factor(sim.size))
     suv *= 1.0 + NOISE_RELATIVE * rng.standard_normal(suv.shape)

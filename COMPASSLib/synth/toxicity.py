@@ -61,6 +61,12 @@ GRADE3_AT = 3.0
 ONSET_PET_RISE = 0.04
 ONSET_LAG_FRACTIONS = (2, 3)
 
+# Where the radiosensitivity shows (`readout`, `compass synth --readout`): "pet" (default) raises the
+# inflamed organ's FDG uptake (SUV x (1 + PET_GAIN I)); "ct" leaves the PET at baseline and raises the
+# organ's CT density instead (HU + CT_GAIN_HU I: oedema), so a model shaped after the PET rise would miss it.
+READOUTS = ("pet", "ct")
+CT_GAIN_HU = 50.0
+
 
 def draw_radiosensitivity(rng: np.random.Generator) -> dict:
     return {o: float(rng.lognormal(0.0, RADIOSENSITIVITY_SIGMA)) for o in ORGANS}
@@ -117,7 +123,17 @@ def geud(values: np.ndarray, n: float) -> float:
     return float(np.mean(values ** (1.0 / n)) ** n)
 
 
-def organ_signals(fraction_doses, mask: np.ndarray, organ: str, sensitivity: float, spacing_mm) -> dict:
+def inflammation_before(fraction_doses, mask: np.ndarray, organ: str, sensitivity: float, fraction: int):
+    """Voxelwise inflammation inside `mask` seen on the scans of `fraction` (taken before that day's beam:
+    cumulative BED of fractions 1..fraction-1); None before any dose."""
+    if fraction < 2:
+        return None
+    bed = cumulative_bed([d[mask] for d in fraction_doses[: fraction - 1]], alpha_beta(organ))[-1]
+    return inflammation(bed, organ, sensitivity)
+
+
+def organ_signals(fraction_doses, mask: np.ndarray, organ: str, sensitivity: float, spacing_mm,
+                  readout: str = "pet") -> dict:
     """The signals of one organ from its per-fraction physical dose maps (Gy) and its mask."""
     ab = alpha_beta(organ)
     beds = cumulative_bed([d[mask] for d in fraction_doses], ab)
@@ -133,9 +149,17 @@ def organ_signals(fraction_doses, mask: np.ndarray, organ: str, sensitivity: flo
         "mean_dose_gy": float(sum(d[mask].mean() for d in fraction_doses)),
         "geud_eqd2_gy": geud(np.maximum(eqd2, 1e-6), geud_n(organ)),
         "hotspot_index": hotspot_index(full_bed, mask, spacing_mm),
-        "pet_rise": PET_GAIN * (injury[k - 2] if k >= 2 else 0.0),
+        **_readout_signal(readout, injury[k - 2] if k >= 2 else 0.0),
         "injury": injury,
     }
+
+
+def _readout_signal(readout: str, last_injury: float) -> dict:
+    """What the scans show of the radiosensitivity: the relative mean-SUV rise from the first to the last
+    PET ("pet"), or the organ's mean CT rise in HU ("ct")."""
+    if readout == "ct":
+        return {"ct_rise_hu": CT_GAIN_HU * last_injury}
+    return {"pet_rise": PET_GAIN * last_injury}
 
 
 def draw_outcome(rng: np.random.Generator, organ: str, sensitivity: float, signals: dict,
@@ -167,6 +191,6 @@ def parameters() -> dict:
              "HOTSPOT_FLOOR_GY", "HOTSPOT_FLOOR_SHARE", "HOTSPOT_VOXEL_MM",
              "INTERCEPT", "PATIENT_RISK_SD", "W_DOSE", "DOSE_REF_BED_GY", "DOSE_GATE_BED_GY",
              "W_HOTSPOT", "HOTSPOT_REF", "HOTSPOT_SCALE",
-             "W_SENSITIVITY", "GRADE2_AT", "GRADE3_AT", "ONSET_PET_RISE", "ONSET_LAG_FRACTIONS")
+             "W_SENSITIVITY", "GRADE2_AT", "GRADE3_AT", "ONSET_PET_RISE", "ONSET_LAG_FRACTIONS", "CT_GAIN_HU")
     g = globals()
     return {n.lower(): g[n] for n in names}

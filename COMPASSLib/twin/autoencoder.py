@@ -52,16 +52,31 @@ def shape_of(state_dict):
 
 
 def train(x, observed, lengths, organ, *, hidden_size, latent_size, epochs, lr, weight_decay,
-          batch_size, seed, device="cpu"):
-    """Fit on standardised x (N, T, F) with observed mask; returns (model on CPU, loss per epoch)."""
+          batch_size, seed, device="cpu", labels=None, supervision=0.0, feature_weights=None):
+    """Fit on standardised x (N, T, F) with observed mask; returns (model on CPU, loss per epoch).
+
+    `feature_weights` (F,): each feature's share of the reconstruction loss (default equal), so a block
+    of many correlated radiomics columns cannot drown a few kinetics columns. `supervision` > 0 with
+    `labels` (N,) adds a logistic head on the latent state after every fraction (binary cross-entropy,
+    each trajectory one vote, as the classifier later weights it): the latent then keeps what predicts
+    the outcome, not only what varies most. The head is dropped after training (the classifier is
+    refitted on the latent), so the saved model is the same autoencoder."""
     torch = _torch()
     torch.manual_seed(seed)
     model = build(x.shape[2], organ.shape[1], hidden_size, latent_size).to(device)
+    supervised = labels is not None and supervision > 0
+    head = torch.nn.Linear(latent_size + organ.shape[1], 1).to(device) if supervised else None
     valid = (np.arange(x.shape[1])[None, :] < lengths[:, None])[:, :, None] & observed
+    weights = np.ones(x.shape[2]) if feature_weights is None else np.asarray(feature_weights, float)
     xt = torch.as_tensor(x, device=device)
-    mt = torch.as_tensor(valid.astype(np.float32), device=device)
+    vt = torch.as_tensor(valid.astype(np.float32), device=device)
+    mt = vt * torch.as_tensor((weights * len(weights) / weights.sum()).astype(np.float32), device=device)
     ot = torch.as_tensor(organ, dtype=torch.float32, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = torch.as_tensor((np.arange(x.shape[1])[None, :] < lengths[:, None]) / lengths[:, None],
+                            dtype=torch.float32, device=device)          # 1/length on valid steps
+    yt = torch.as_tensor(np.asarray(labels if supervised else np.zeros(len(x)), np.float32), device=device)
+    params = list(model.parameters()) + (list(head.parameters()) if supervised else [])
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     n = len(x)
     losses = []
@@ -70,9 +85,15 @@ def train(x, observed, lengths, organ, *, hidden_size, latent_size, epochs, lr, 
         total = 0.0
         for start in range(0, n, batch_size):
             b = order[start:start + batch_size]
-            _, rec = model(xt[b], ot[b])
+            z, rec = model(xt[b], ot[b])
             m = mt[b]
-            loss = (((rec - xt[b]) ** 2) * m).sum() / m.sum().clamp_min(1.0)
+            loss = (((rec - xt[b]) ** 2) * m).sum() / vt[b].sum().clamp_min(1.0)
+            if supervised:
+                o = ot[b][:, None, :].expand(-1, z.shape[1], -1)
+                logit = head(torch.cat([z, o], dim=2))[:, :, 0]
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logit, yt[b][:, None].expand_as(logit), weight=steps[b], reduction="sum") / len(b)
+                loss = loss + supervision * bce
             opt.zero_grad()
             loss.backward()
             opt.step()

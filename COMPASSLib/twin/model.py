@@ -37,7 +37,7 @@ class CompassTwin(BaseEstimator):
     def __init__(self, latent_size=4, hidden_size=16, epochs=150, lr=0.01, weight_decay=1e-4,
                  batch_size=256, seed=0, device="cpu", organ_mode="shared", threshold_rule="youden",
                  target_sensitivity=0.8, max_features=24, max_nan_fraction=0.5, C=1.0, n_bootstrap=50,
-                 ig_steps=16, top_k=3, threads=1):
+                 ig_steps=16, top_k=3, threads=1, supervision=0.0, balance=None, prefix_weight="linear"):
         self.latent_size = latent_size
         self.hidden_size = hidden_size
         self.epochs = epochs
@@ -56,6 +56,9 @@ class CompassTwin(BaseEstimator):
         self.ig_steps = ig_steps
         self.top_k = top_k
         self.threads = threads
+        self.supervision = supervision
+        self.balance = balance
+        self.prefix_weight = prefix_weight
 
     # --- fitting ------------------------------------------------------------------------------
     def fit(self, table, outcomes):
@@ -94,11 +97,12 @@ class CompassTwin(BaseEstimator):
             ae, losses = autoencoder.train(
                 x, observed, lengths, onehot, hidden_size=self.hidden_size, latent_size=self.latent_size,
                 epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                batch_size=self.batch_size, seed=self.seed, device=self.device)
+                batch_size=self.batch_size, seed=self.seed, device=self.device, labels=y,
+                supervision=self.supervision, feature_weights=_feature_weights(pre.columns_, self.balance))
         z = autoencoder.latent(ae, x, onehot)
-        rows, ti, _ = _state_rows(z, onehot, lengths)
+        rows, ti, tk = _state_rows(z, onehot, lengths)
         clf = LatentLogistic(self.C, self.n_bootstrap, self.seed).fit(
-            rows, y[ti], 1.0 / lengths[ti], np.array([keys[i][0] for i in ti]))
+            rows, y[ti], _prefix_weights(ti, tk, lengths, self.prefix_weight), np.array([keys[i][0] for i in ti]))
         final = clf.predict_proba(_final_rows(z, onehot, lengths))
         threshold = choose_threshold(y, final, self.threshold_rule, self.target_sensitivity)
         return {"organs": list(organs), "preprocessor": pre, "autoencoder": ae, "classifier": clf,
@@ -212,6 +216,31 @@ class CompassTwin(BaseEstimator):
 
         return FeatureSettings.from_dict(getattr(self, "provenance_", {}).get("feature_settings")
                                          or {"profile": "full"})
+
+
+def _prefix_weights(ti, tk, lengths, rule):
+    """Classifier weight of the state after fraction tk+1 of trajectory ti; each trajectory one vote.
+    "uniform": every fraction alike (1/length); "linear": proportional to the fraction number, so the
+    later, better-informed states (the risk after the last fraction is what is scored against the
+    outcome) count more while early states are still seen."""
+    if rule == "uniform":
+        return 1.0 / lengths[ti]
+    if rule == "linear":
+        n = lengths[ti].astype(float)
+        return (tk + 1.0) / (n * (n + 1.0) / 2.0)
+    raise ModelError(f"prefix_weight must be 'uniform' or 'linear', not {rule!r}")
+
+
+def _feature_weights(columns, balance):
+    """Reconstruction weight per column: None = equal; "groups" = every feature family (the name's prefix:
+    bed, dvh, dose, tex, ct, pet, shape, clin) carries the same share, split equally among its columns."""
+    if balance is None:
+        return None
+    if balance != "groups":
+        raise ModelError(f"balance must be None or 'groups', not {balance!r}")
+    family = [c.split("_", 1)[0] for c in columns]
+    counts = {f: family.count(f) for f in family}
+    return np.array([1.0 / counts[f] for f in family])
 
 
 def _onehot(keys, organs):
