@@ -3,9 +3,9 @@ ensemble for risk intervals, and the training-chosen warning threshold. Kept as 
 saves as JSON and runs in torch for explanations.
 
 Why all prefixes: the classifier is trained on the latent state after EVERY fraction of each training
-trajectory, each labelled with the trajectory's eventual outcome and weighted 1/length (one vote per
-trajectory). Scoring happens after every fraction, so the classifier must have seen early states;
-trained on final states only it would extrapolate for early fractions and over-warn.
+trajectory, each labelled with the trajectory's eventual outcome, one vote per trajectory shared out over its
+fractions (model.CompassTwin prefix_weight: in proportion to the fraction number by default). Scoring
+happens after every fraction, so the classifier must have seen early states; trained on final states only it would extrapolate for early fractions and over-warn.
 """
 from __future__ import annotations
 
