@@ -26,6 +26,8 @@ from typing import Annotated, NamedTuple, Optional
 if importlib.util.find_spec("COMPASSLib") is None:
     sys.path.append(str(Path(__file__).resolve().parents[1]))
 
+import ctk
+import qt
 import slicer
 import slicer.packaging
 from slicer.i18n import tr as _
@@ -36,7 +38,7 @@ from slicer.util import VTKObservationMixin
 
 from COMPASSLib import mrml
 from COMPASSLib.errors import CompassError
-from COMPASSLib.progress import Cancelled, report
+from COMPASSLib.progress import Cancelled, report, scaled
 
 RESOURCES = Path(__file__).resolve().parent / "Resources"
 REQUIREMENTS = RESOURCES / "requirements.txt"   # installed with pip (slicer.packaging.pip_ensure)
@@ -137,6 +139,8 @@ class COMPASSParameterNode:
     textureFeatures: str = "glcm:Contrast"        # comma-separated, as `compass texture --features`
     textureRadius: Annotated[int, WithinRange(1, 3)] = 1
     textureFraction: Annotated[int, WithinRange(1, 60)] = 1
+    whatIfAfter: Annotated[int, WithinRange(1, 60)] = 2  # fractions delivered; the rest is projected
+    whatIfScales: str = ""                        # ORGAN=F,... as `compass whatif --scale` (the sliders set it)
 
 
 #
@@ -174,6 +178,14 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showRiskButton.connect("clicked(bool)", self.onShowRisk)
         self.ui.computeTextureButton.connect("clicked(bool)", self.onComputeTexture)
         self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveScene)
+        self.ui.whatIfOrgansButton.connect("clicked(bool)", self.onWhatIfOrgans)
+        self.ui.projectWhatIfButton.connect("clicked(bool)", self.onProjectWhatIf)
+        self._whatIfSliders = {}                # organ -> ctkSliderWidget, made from the trained model
+        self._whatIfSlidersLayout = qt.QFormLayout(self.ui.whatIfSlidersWidget)
+        self._whatIfTimer = qt.QTimer()      # a slider's last move projects once, not on every step
+        self._whatIfTimer.setSingleShot(True)
+        self._whatIfTimer.setInterval(700)
+        self._whatIfTimer.connect("timeout()", self.onProjectWhatIf)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.cancelButton.enabled = False
         self.ui.progressBar.setVisible(False)
@@ -305,6 +317,38 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._run(_("computing texture maps"), lambda: self.logic.addTextureMaps(
             self._patientNodes, p.textureOrgan, p.textureFraction, p.textureFeatures, p.textureRadius,
             self._device(), progress=self._progress))
+
+    def onWhatIfOrgans(self) -> None:
+        """One slider (dose scale 0-1.5 for the remaining fractions) per organ the trained model knows."""
+        p = self._parameterNode
+        organs = self._run(_("reading the model"), lambda: self.logic.modelOrgans(p.modelPath))
+        if organs is None:
+            return
+        layout = self._whatIfSlidersLayout
+        for slider in self._whatIfSliders.values():
+            layout.removeRow(slider)
+        current = self.logic.parseScales(p.whatIfScales)
+        self._whatIfSliders = {}
+        for organ in organs:
+            slider = ctk.ctkSliderWidget()
+            slider.minimum, slider.maximum, slider.singleStep, slider.decimals = 0.0, 1.5, 0.05, 2
+            slider.value = current.get(organ, 1.0)
+            slider.toolTip = _("Scale of {organ}'s dose in the remaining fractions").format(organ=organ)
+            slider.connect("valueChanged(double)", lambda value, organ=organ: self.onWhatIfSlider(organ, value))
+            layout.addRow(organ, slider)
+            self._whatIfSliders[organ] = slider
+
+    def onWhatIfSlider(self, organ: str, value: float) -> None:
+        scales = {o: float(s.value) for o, s in self._whatIfSliders.items()}
+        scales[organ] = float(value)
+        self._parameterNode.whatIfScales = self.logic.formatScales(scales)
+        if self._patientNodes is not None:
+            self._whatIfTimer.start()
+
+    def onProjectWhatIf(self) -> None:
+        p = self._parameterNode
+        self._run(_("projecting the remaining fractions"), lambda: self.logic.projectWhatIf(
+            p.modelPath, p.cohortPath, self._patient(), p.whatIfAfter, p.whatIfScales, progress=self._progress))
 
     def onSaveScene(self) -> None:
         p = self._parameterNode
@@ -482,6 +526,46 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
         features = [f.strip() for f in str(features).split(",") if f.strip()]
         return mrml.add_texture_maps(patientNodes, organ, int(fraction), features, int(radius),
                                      device=device, scene=slicer.mrmlScene, progress=progress)
+
+    @staticmethod
+    def modelOrgans(modelPath) -> list:
+        from COMPASSLib.twin.model import CompassTwin
+
+        return CompassTwin.load(modelPath).organs_
+
+    @staticmethod
+    def parseScales(text) -> dict:
+        """"Heart=0.5,Esophagus=0.8" -> {organ: factor} (twin.whatif.parse_scale's checks); "" -> {}."""
+        from COMPASSLib.twin.whatif import parse_scale
+
+        return dict(parse_scale(text).scale) if str(text or "").strip() else {}
+
+    @staticmethod
+    def formatScales(scales: dict) -> str:
+        """The organs whose factor is not 1, as `compass whatif --scale` takes them."""
+        return ",".join(f"{o}={f:g}" for o, f in scales.items() if abs(f - 1.0) > 1e-9)
+
+    @classmethod
+    def projectWhatIf(cls, modelPath, cohortPath, patientId, after, scales="", progress=None):
+        """The patient's remaining fractions after fraction `after` projected by the twin (twin.whatif):
+        as planned and, where `scales` sets any, with the scaled dose; shown as table, chart and, per
+        scaled organ (or every organ when none is), the projected cumulative BED volume
+        (mrml.add_whatif). Returns (projection DataFrame, WhatIfNodes)."""
+        from COMPASSLib.cohort import Cohort
+        from COMPASSLib.twin import whatif
+
+        scenarios = [whatif.Scenario(whatif.AS_PLANNED)]
+        if cls.parseScales(scales):
+            scenarios.append(whatif.parse_scale(scales))
+        cohort = Cohort.load(cohortPath).subset([patientId])
+        projection = whatif.project(modelPath, cohort, int(after), scenarios, progress=scaled(progress, 0.0, 0.8))
+        organs = [o for o, _ in scenarios[-1].scale] or sorted(set(projection["organ"]))
+        images = {o: whatif.projected_bed_image(modelPath, cohort, patientId, int(after), o, scenarios[-1])
+                  for o in organs}
+        nodes = mrml.add_whatif(projection, patientId, slicer.mrmlScene, bed_images=images)
+        mrml.show_plot(slicer.mrmlScene.GetNodeByID(nodes.chart))
+        report(progress, 1.0, f"projected {patientId} after fraction {after}")
+        return projection, nodes
 
     @staticmethod
     def scenePath(outputPath, patientId) -> Path:

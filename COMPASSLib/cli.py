@@ -21,7 +21,7 @@ from COMPASSLib.errors import CompassError
 from COMPASSLib.memory import limit_set
 
 # Order is the order of the pipeline, as `compass --help` lists it.
-COMMANDS = ("demo", "synth", "scan", "bed", "dvh", "features", "texture", "run", "update", "report")
+COMMANDS = ("demo", "synth", "scan", "bed", "dvh", "features", "texture", "run", "update", "whatif", "report", "view")
 
 
 def _load(name):

@@ -87,6 +87,14 @@ def _on_grid(image, grid, paths, patient_id, index, default=0.0):
         raise _with_context(e, paths, patient_id, index) from None
 
 
+def read_dose_on_grid(cohort, files, grid, patient_id, index):
+    """One fraction's physical dose (checked as such: io.fraction_dose) read from `files` (manifest entries,
+    or absolute paths: a replacement plan of twin.whatif) onto the patient's grid; a file on another
+    FrameOfReferenceUID is refused (GeometryError naming it)."""
+    return _on_grid(_read_volume(cohort, files, "dose", patient_id, index), grid, cohort.paths(files),
+                    patient_id, index)
+
+
 def load_patient_reference(cohort, patient_id, reference: str = "ct", fraction_index=None):
     """The reference grid of a patient: an all-zero uint8 image with the grid's exact geometry and
     FrameOfReferenceUID metadata (only DICOM headers are read for a CT series).
@@ -297,10 +305,7 @@ class PatientLoader:
         elif "pet" in wanted:
             log.warning("patient %s fraction %s: no PET; PET features will be missing", patient.id, frac.index)
 
-        dose = None
-        if "dose" in wanted:
-            dose = _on_grid(_read_volume(cohort, frac.dose, "dose", patient.id, frac.index), grid,
-                            cohort.paths(frac.dose), patient.id, frac.index)
+        dose = read_dose_on_grid(cohort, frac.dose, grid, patient.id, frac.index) if "dose" in wanted else None
         masks = self.masks(frac.index, grid) if "rtstruct" in wanted else {}
         unmapped = self.unmapped_rois(frac.index, grid) if "rtstruct" in wanted else []
         return FractionImages(ct=ct, pet=pet, dose=dose, masks=masks, reference=grid,

@@ -1,7 +1,8 @@
 """The main job and the living twin.
 
 run(cohort, out_dir, settings): files -> feature table (ingest, BED, features; cached per fraction)
-    -> leave-one-patient-out evaluation of the twin and its baselines -> final twin on all patients
+    -> cross-validation (leave-one-patient-out, or grouped K-fold for large cohorts) of the twin and its
+    baselines -> final twin on all patients
     -> per-fraction risk of every patient/organ -> OUT/metrics.json, risk.csv, model/, report.html
     (+ features.csv, lopo_risk.csv, lopo_trajectories.csv that the report is drawn from; with
     `texture_maps`, voxelwise BED texture maps under OUT/texture/, listed in metrics.json). Outputs whole
@@ -27,8 +28,14 @@ log = logging.getLogger(__name__)
 DEFAULTS = {
     "profile": None,            # feature profile fast | full; None: the settings file's, else full
     "feature_settings": None,   # YAML/JSON feature settings file; `profile` wins over its profile
-    "workers": 1,               # feature extraction processes
-    "scheduler": None,          # Dask scheduler address for feature extraction
+    # Where the heavy steps run (COMPASSLib.executors: per-patient features, evaluation folds, texture maps
+    # per patient; the final fit's bootstrap refits stay here, see docs/scaling.md): `workers` spawned
+    # processes of this machine, or the Dask cluster of `scheduler` (address or Client); the same results.
+    "workers": 1,
+    "scheduler": None,
+    # Cross-validation: "lopo", "group-kfold:K" or None (LOPO up to twin.folds.AUTO_LOPO_MAX_PATIENTS
+    # patients, grouped 10-fold above); folds from the twin's seed; recorded in metrics.json "cv".
+    "cv": None,
     "cache_dir": None,          # feature cache; default OUT/cache (compass update finds it there)
     "twin": {},                 # CompassTwin keyword settings (epochs, device, seed, organ_mode, ...)
     "n_bootstrap": 1000,        # patient-level bootstrap resamples for the metrics' 95 % CIs
@@ -41,6 +48,10 @@ DEFAULTS = {
     "texture_maps": None,
     "texture_fractions": None,  # fractions to map (list of indices); None: all
     "texture_device": "cpu",    # torch device for the maps
+    # What if for the report: for each warned organ of the final twin, the rest of the course after the
+    # patient's first warning projected as planned and with the organ's remaining dose scaled by this
+    # factor (twin.whatif.warned_projections -> OUT/whatif_warned.csv); None: none.
+    "whatif_sparing": 0.7,
 }
 
 
@@ -67,6 +78,12 @@ def _check_counts(settings) -> None:
     negative number of bootstrap resamples, fewer than one worker."""
     _whole(settings["workers"], 1, "workers (--workers)")
     _whole(settings["n_bootstrap"], 0, "bootstrap resamples (--bootstrap)")
+    f = settings["whatif_sparing"]
+    if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not f >= 0):
+        raise InputError(f"what-if sparing factor (--whatif-sparing) must be a number >= 0 or none, got {f!r}")
+    from COMPASSLib.twin.folds import parse_cv
+
+    parse_cv(settings["cv"])
     if settings["twin"].get("epochs") is not None:
         _whole(settings["twin"]["epochs"], 1, "autoencoder training epochs (--epochs)")
 
@@ -151,46 +168,79 @@ def run(cohort, out_dir, settings=None, progress=None, *, staging=None) -> dict:
                          file=cohort.path(cohort.outcomes_file))
     check_lopo_patients(cohort, outcomes)
     fs = feature_settings(settings)
-    with staged_dir(out, staging) as stage:
-        metrics = _run_staged(cohort, outcomes, stage, cache, fs, settings, progress)
+    from COMPASSLib.executors import using
+
+    with staged_dir(out, staging) as stage, using(settings["workers"], settings["scheduler"]) as executor:
+        metrics = _run_staged(cohort, outcomes, stage, cache, fs, settings, progress, executor)
     if metrics["provenance"]["feature_failures"]:
         log.warning("patients left out (feature extraction failed): %s", metrics["provenance"]["feature_failures"])
     report(progress, 1.0, f"done: {out}")
     return metrics
 
 
-def _run_staged(cohort, outcomes, out, cache, fs, settings, progress) -> dict:
-    """The main job's work, every output written under `out` (the staging folder)."""
+def _step_record(t0, stats) -> dict:
+    """Wall time of a step and its tasks' costs (measured where they ran: COMPASSLib.executors.measured)."""
+    import time
+
+    stats = list(stats)
+    return {"seconds": time.perf_counter() - t0, "tasks": len(stats),
+            "task_seconds": sum(s["seconds"] for s in stats),
+            "max_task_peak_rss_bytes": max((s["peak_rss_bytes"] for s in stats), default=None)}
+
+
+def _run_staged(cohort, outcomes, out, cache, fs, settings, progress, executor) -> dict:
+    """The main job's work, every output written under `out` (the staging folder); the heavy steps run
+    as tasks of `executor`, the rest here."""
+    import time
+
     from COMPASSLib import report as report_html
     from COMPASSLib.atomic import write_json
+    from COMPASSLib.executors import one_thread
     from COMPASSLib.features.table import extract_cohort
     from COMPASSLib.provenance import record, sha256_file
-    from COMPASSLib.twin.evaluate import lopo, metrics as lopo_metrics
+    from COMPASSLib.twin.evaluate import cross_validate, metrics as lopo_metrics
     from COMPASSLib.twin.model import CompassTwin
     from COMPASSLib.twin.trajectories import labels_frame
 
     # shares of the whole job, as measured on the default cohort (features dominate)
     report(progress, 0.0, f"features ({fs.profile} profile) for {len(cohort.patients)} patients")
-    table = extract_cohort(cohort, fs, workers=settings["workers"], scheduler=settings["scheduler"],
-                           cache_dir=cache, progress=scaled(progress, 0.0, 0.6))
+    t0 = time.perf_counter()
+    table = extract_cohort(cohort, fs, scheduler=executor, cache_dir=cache, progress=scaled(progress, 0.0, 0.6))
+    steps = {"features": _step_record(t0, (table.attrs.get("task_stats") or {}).values())}
     failures = dict(table.attrs.get("failures") or {})
     if table.empty:
         raise FeatureError("no patient produced features: " + "; ".join(f"{p}: {m}" for p, m in failures.items()))
     _write_csv(out / "features.csv", table)
 
-    report(progress, 0.6, "leave-one-patient-out evaluation")
-    result = lopo(table, outcomes, settings["twin"], settings["lkb_column"], settings["dose_column"],
-                  progress=scaled(progress, 0.6, 0.85))
+    report(progress, 0.6, "cross-validation")
+    t0 = time.perf_counter()
+    # the folds read the table from one parquet file in the staging folder (beside OUT: give OUT on storage
+    # every worker can read when the cluster spans machines), never a copy of it per task
+    result = cross_validate(table, outcomes, settings["twin"], settings["lkb_column"], settings["dose_column"],
+                            progress=scaled(progress, 0.6, 0.85), cv=settings["cv"], executor=executor,
+                            work_dir=out)
+    steps["evaluation"] = _step_record(t0, result.task_stats or [])
+    t0 = time.perf_counter()
     metrics = lopo_metrics(result, n_bootstrap=settings["n_bootstrap"], seed=settings["twin"].get("seed", 0))
+    steps["metrics"] = _step_record(t0, [])
 
     report(progress, 0.85, "final twin on all patients")
-    twin = CompassTwin(**settings["twin"]).fit(table, outcomes)
+    t0 = time.perf_counter()
+    with one_thread():    # as in the folds: the same numbers in-process, on a pool or after Dask
+        twin = CompassTwin(**settings["twin"]).fit(table, outcomes)
     twin.save(out / "model", extra={"feature_settings": fs.to_dict(), "cohort": str(cohort.root)})
+    steps["final_fit"] = _step_record(t0, [])
     report(progress, 0.92, "risk after every fraction")
-    risk = twin.risk_trajectory(table)
+    t0 = time.perf_counter()
+    with one_thread():
+        risk = twin.risk_trajectory(table)
+    steps["risk"] = _step_record(t0, [])
     risk = risk.merge(result.per_fraction[["patient", "organ", "fraction", "risk"]].rename(
         columns={"risk": "lopo_risk"}), on=["patient", "organ", "fraction"], how="left")
     _write_csv(out / "risk.csv", risk[RISK_CSV_COLUMNS + ["lopo_risk"]])
+    from COMPASSLib.twin.explain import explanation_shares
+
+    metrics["explanations"] = explanation_shares(risk, labels_frame(outcomes))
     _write_csv(out / "lopo_risk.csv", result.per_fraction)
     _write_csv(out / "lopo_trajectories.csv", result.trajectories)
 
@@ -198,6 +248,7 @@ def _run_staged(cohort, outcomes, out, cache, fs, settings, progress) -> dict:
         from COMPASSLib.features.texture_summary import map_settings, write_cohort_maps
 
         report(progress, 0.94, "texture maps")
+        t0 = time.perf_counter()
         organs = settings["texture_maps"]
         if organs in ("warned", ["warned"]):
             warned = risk[risk["warning"].astype(bool)]
@@ -206,18 +257,48 @@ def _run_staged(cohort, outcomes, out, cache, fs, settings, progress) -> dict:
             "settings": map_settings(fs), "device": settings["texture_device"],
             "maps": write_cohort_maps(cohort, out, fs, organs, settings["texture_fractions"],
                                       device=settings["texture_device"],
-                                      progress=scaled(progress, 0.94, 0.99))}
+                                      progress=scaled(progress, 0.94, 0.99), executor=executor)}
+        steps["texture_maps"] = _step_record(t0, [])
+
+    if settings["whatif_sparing"] is not None:
+        from COMPASSLib.twin.whatif import warned_projections
+
+        report(progress, 0.99, "what if: the warned organs spared")
+        t0 = time.perf_counter()
+        with one_thread():
+            projected = warned_projections(twin, cohort, risk, settings["whatif_sparing"], cache_dir=cache,
+                                           training=table, seed=settings["twin"].get("seed", 0))
+        if len(projected):
+            _write_csv(out / "whatif_warned.csv", projected)
+        metrics["whatif_warned"] = {"sparing": settings["whatif_sparing"], "rows": int(len(projected)),
+                                    "file": "whatif_warned.csv" if len(projected) else None}
+        steps["whatif"] = _step_record(t0, [])
 
     manifest = cohort.root / "cohort.json"
+    metrics["cohort"] = str(cohort.root.resolve())   # where the report and `compass view` find the images
     metrics["provenance"] = record(
-        {"run": {k: v for k, v in settings.items() if k != "twin"}, "twin": twin.get_params(),
-         "features": fs.to_dict()},
+        {"run": {**{k: v for k, v in settings.items() if k != "twin"}, "scheduler": _address(settings["scheduler"])},
+         "twin": twin.get_params(), "features": fs.to_dict()},
         inputs={"cohort.json": sha256_file(manifest) if manifest.is_file() else None,
                 "features": table.attrs.get("inputs", {})},
-        feature_failures=failures, outcomes=len(labels_frame(outcomes)))
+        feature_failures=failures, outcomes=len(labels_frame(outcomes)),
+        executor={"kind": executor.kind, "workers": executor.workers}, steps=steps,
+        feature_tasks=table.attrs.get("task_stats", {}))
     write_json(out / "metrics.json", metrics)
     report_html.write_report(out)
     return metrics
+
+
+def _address(scheduler):
+    """A scheduler setting as provenance records it: the address (of a Client's or an Executor's scheduler)."""
+    from COMPASSLib.executors import Executor
+
+    if isinstance(scheduler, Executor):
+        return _address(scheduler.scheduler)
+    if scheduler is None or isinstance(scheduler, str):
+        return scheduler
+    info = getattr(scheduler, "scheduler_info", None)
+    return str(info()["address"]) if callable(info) else str(scheduler)
 
 
 def load_patients(patient_dir):

@@ -100,10 +100,12 @@ def test_no_import_cycle_inside_compasslib():
 # docs/ARCHITECTURE.md "Layers": a module imports only modules of its own layer or below
 LAYERS = [
     ["COMPASSLib", "COMPASSLib.errors", "COMPASSLib.progress", "COMPASSLib.atomic", "COMPASSLib.provenance",
-     "COMPASSLib.resources", "COMPASSLib.allocator", "COMPASSLib.devices", "COMPASSLib.memory"],
+     "COMPASSLib.resources", "COMPASSLib.allocator", "COMPASSLib.devices", "COMPASSLib.memory",
+     "COMPASSLib.executors"],
     ["COMPASSLib.cohort", "COMPASSLib.geometry", "COMPASSLib.io", "COMPASSLib.ingest", "COMPASSLib.scan"],
     ["COMPASSLib.dose", "COMPASSLib.ntcp", "COMPASSLib.synth"],
-    ["COMPASSLib.features"], ["COMPASSLib.twin"], ["COMPASSLib.pipeline", "COMPASSLib.report", "COMPASSLib.background"], ["COMPASSLib.mrml"],
+    ["COMPASSLib.features"], ["COMPASSLib.twin"], ["COMPASSLib.mrml"],
+    ["COMPASSLib.pipeline", "COMPASSLib.report", "COMPASSLib.background", "COMPASSLib.webview"],
     ["COMPASSLib.batch", "COMPASSLib.cli", "COMPASSLib.commands", "COMPASSLib.__main__"],
 ]
 

@@ -215,7 +215,7 @@ def test_a_run_that_fails_or_is_cancelled_midway_leaves_out_as_it_was(two_fracti
     def evaluation_fails(*args, **kwargs):
         raise ModelError("injected failure in the evaluation")
 
-    monkeypatch.setattr("COMPASSLib.twin.evaluate.lopo", evaluation_fails)
+    monkeypatch.setattr("COMPASSLib.twin.evaluate.cross_validate", evaluation_fails)
     _refused(capsys, ["run", two_fractions, "-o", out, *FAST], "injected failure")
     assert _snapshot(out) == before, "a failed run changed OUT"
     entries = sorted(p.relative_to(out / "cache") for p in (out / "cache").rglob("*") if p.is_file())
@@ -230,7 +230,7 @@ def test_a_run_that_fails_or_is_cancelled_midway_leaves_out_as_it_was(two_fracti
     with pytest.raises(Cancelled):
         pipeline.run(two_fractions, fresh, {"profile": "fast", "n_bootstrap": 20, "twin": {"epochs": 5},
                                             "cache_dir": str(out / "cache")},
-                     progress=lambda f, m: not m.startswith("leave-one-patient-out"))
+                     progress=lambda f, m: not m.startswith("cross-validation"))
     assert not fresh.exists() and _no_staging_left(tmp_path)
 
 

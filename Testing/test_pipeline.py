@@ -46,7 +46,9 @@ def test_run_writes_metrics_risk_model_and_report(run_out):
     assert len(risk) == 9 * 2 and risk["risk"].between(0, 1).all()
     assert sorted(p.name for p in (run_out / "model").iterdir()) == ["model.json", "weights.safetensors"]
     html = (run_out / "report.html").read_text()
-    assert html.count('<img src="data:image/png;base64,') == 5 and "LKB" in html   # 4 + the texture overlay
+    for alt in ("ROC curves", "reliability diagram", "AUC after each fraction", "BED texture map"):
+        assert f"<img alt='{alt}' src='data:image/png;base64," in html
+    assert html.count("<img alt='risk over fractions of ") == m["n_patients"] and "LKB" in html
 
 
 def test_run_writes_texture_maps_for_chosen_organs_and_fractions(run_out):

@@ -117,9 +117,10 @@ def test_batch_in_slicers_mode_keeps_scenes_and_memory_flat(tmp_path_factory, mo
     monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)   # the app's main scene
     assert mrml.has_app()
     held, rss = [], []
+    before = len(mrml_scene._LOGICS)       # scenes other tests of this process still hold
 
     def after_each(pid, path):
-        held.append(len(mrml_scene._LOGICS))
+        held.append(len(mrml_scene._LOGICS) - before)
         rss.append(_resident_mib())
 
     scenes = batch.write_scenes(cohort, cohort.patient_ids, risk, folder / "out", after_each=after_each)

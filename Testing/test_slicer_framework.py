@@ -80,7 +80,7 @@ def test_parameter_node_round_trips_every_field_on_a_real_scripted_module_node(s
     assert fw.scene.GetNodeByID(raw.GetID()) is raw
     values = _values(m.COMPASSParameterNode, tmp_path)
     assert set(values) == {"cohortPath", "modelPath", "outputPath", "riskPath", "useGPU", "textureOrgan",
-                           "textureFeatures", "textureRadius", "textureFraction"}
+                           "textureFeatures", "textureRadius", "textureFraction", "whatIfAfter", "whatIfScales"}
     for name, value in values.items():
         setattr(node, name, value)
     again = m.COMPASSLogic().getParameterNode()          # the scene's singleton node, read afresh
@@ -93,6 +93,8 @@ def test_parameter_node_round_trips_every_field_on_a_real_scripted_module_node(s
         node.textureRadius = 4                            # WithinRange(1, 3), checked by the real validator
     with pytest.raises(ValueError):
         node.textureFraction = 0
+    with pytest.raises(ValueError):
+        node.whatIfAfter = 0                              # WithinRange(1, 60)
     with pytest.raises(TypeError):
         node.useGPU = "yes"
     assert node.textureRadius == values["textureRadius"]
@@ -125,7 +127,8 @@ BUTTON_WORK = {   # button -> the logic call it makes
     "generateSampleButton": "generateSampleCohort", "refreshPatientsButton": "patientIds",
     "loadPatientButton": "loadPatient", "runTwinButton": "runTwin", "showRiskButton": "showRisk",
     "computeTextureButton": "addTextureMaps", "saveSceneButton": "saveScene",
-    "sceneCohortButton": "cohortFromScene",
+    "sceneCohortButton": "cohortFromScene", "whatIfOrgansButton": "modelOrgans",
+    "projectWhatIfButton": "projectWhatIf",
 }
 
 

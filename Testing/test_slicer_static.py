@@ -511,10 +511,12 @@ def test_license_icons_and_screenshot():
 # --- the module's Python packages -------------------------------------------------------------
 # Third-party imports of the library that the module need not provide, and why.
 OPTIONAL_IMPORTS = {
-    "dask": "features/scheduling.py: only with a Dask scheduler (the command line's --scheduler)",
-    "distributed": "features/scheduling.py: only with a Dask scheduler",
+    "dask": "executors.py: only with a Dask scheduler (the command line's --scheduler)",
+    "distributed": "executors.py: only with a Dask scheduler",
+    "threadpoolctl": "executors.one_thread (one BLAS thread per fit): a dependency of scikit-learn, installed with it",
     "tqdm": "progress.console: the command line's progress bar",
     "psutil": "memory.available_bytes: the available memory where /proc/meminfo is absent (no default limit without)",
+    "trame": "webview.py: the `compass view` web app only; the Slicer module shows the scene in its own views",
 }
 SLICER_ITSELF = {"slicer", "vtk", "qt", "ctk"}
 # The command line (`compass`) is not part of the extension's use of the library.

@@ -1,7 +1,7 @@
 """`compass run COHORT -o OUT`: the main job, from files to report."""
 from __future__ import annotations
 
-HELP = "main job: features, leave-one-patient-out twin vs LKB, final twin, per-fraction risk, report"
+HELP = "main job: features, cross-validated twin vs LKB, final twin, per-fraction risk, report"
 DESCRIPTION = (HELP + ". Writes OUT/metrics.json, OUT/risk.csv, OUT/model/, OUT/report.html (and the "
                "feature table, LOPO predictions and feature cache the report and `compass update` use).")
 
@@ -18,9 +18,18 @@ def add_twin_arguments(parser):
     parser.add_argument("--organ-mode", choices=("shared", "organ"),
                         help="one autoencoder for all organs with an organ code (default) or one per organ")
     parser.add_argument("--threshold-rule", choices=("youden", "sensitivity"), help="warning threshold rule")
-    parser.add_argument("--workers", type=int, default=1, help="feature extraction processes (default 1)")
-    parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address for feature extraction")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="local processes for the heavy steps: features, evaluation folds, texture maps (default 1)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler address (e.g. tcp://host:8786): the heavy steps run on its workers, "
+                             "which must read the cohort and write OUT (docs/scaling.md)")
+    parser.add_argument("--cv", metavar="SCHEME",
+                        help="cross-validation: lopo or group-kfold:K (patients never split); default lopo up to "
+                             "100 patients, group-kfold:10 above (docs/twin.md)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95 %% CIs")
+    parser.add_argument("--whatif-sparing", metavar="F|none", type=_sparing, default=0.7,
+                        help="for the report: each warned organ's remaining dose scaled by F after its first warning, "
+                             "projected beside as planned (OUT/whatif_warned.csv; default 0.7; none: off)")
 
 
 def run_settings(args) -> dict:
@@ -28,7 +37,22 @@ def run_settings(args) -> dict:
                               "organ_mode": args.organ_mode, "threshold_rule": args.threshold_rule}.items()
             if v is not None}
     return {"profile": args.profile, "feature_settings": args.settings, "workers": args.workers,
-            "scheduler": args.scheduler, "n_bootstrap": args.bootstrap, "twin": twin}
+            "scheduler": args.scheduler, "cv": args.cv, "n_bootstrap": args.bootstrap, "twin": twin,
+            "whatif_sparing": args.whatif_sparing}
+
+
+def _sparing(text):
+    import argparse
+
+    if str(text).strip().lower() in ("none", "off", ""):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a dose factor >= 0 or none, got {text!r}")
+    return value
 
 
 def _list(text):
@@ -64,8 +88,10 @@ def print_summary(metrics, out):
         f = (lambda x: "n/a" if x is None else f"{x:.2f}")
         return f"{f(m['value'])} [{f(lo)}, {f(hi)}]"
 
-    print(f"twin LOPO AUC {v('auc')}, sensitivity {v('sensitivity')}, specificity {v('specificity')}, "
-          f"Brier {v('brier')}")
+    cv = metrics.get("cv") or {"scheme": "lopo"}
+    scheme = "LOPO" if cv["scheme"] == "lopo" else f"{cv['scheme']}:{cv['k']}"
+    print(f"twin {scheme} AUC {v('auc')}, sensitivity {v('sensitivity')}, specificity {v('specificity')}, "
+          f"Brier {v('brier')}, calibration slope {v('calibration_slope')}")
     print(f"LKB AUC {v('lkb_auc')}, mean-dose AUC {v('mean_dose_auc')}; {metrics['n_trajectories']} trajectories; "
           f"median lead time {metrics['lead_time_fractions']['value']} fractions")
     print(f"report: {(out / 'report.html').resolve()}")

@@ -29,7 +29,7 @@ def extract_cohort(cohort, settings=None, workers: int = 1, scheduler=None, cach
     FeatureSettings, a dict of its fields, a profile name ("full", "fast") or None (full).
 
     workers > 1: a local process pool over patients; `scheduler`: a Dask scheduler address (or a
-    distributed.Client) running the same per-patient function. Patients that fail (e.g. a missing dose
+    distributed.Client, or an open COMPASSLib.executors.Executor) running the same per-patient function. Patients that fail (e.g. a missing dose
     file) are left out and listed in `table.attrs["failures"]` ({patient: message}); the others finish.
     `table.attrs` also holds `computed` ({patient: [fractions computed]}), `inputs` (checksums),
     `timings` and `settings`. `progress`: COMPASSLib.progress protocol, told as each patient finishes."""
@@ -71,6 +71,7 @@ def extract_cohort(cohort, settings=None, workers: int = 1, scheduler=None, cach
         "computed": {r["patient"]: r["computed"] for r in results},
         "inputs": {r["patient"]: r["inputs"] for r in results},
         "timings": [t for r in results for t in r["timings"]],
+        "task_stats": {r["patient"]: r["stats"] for r in results},   # seconds, peak memory per patient
         "settings": settings.resolved(),
         "organs": organs,
     })

@@ -49,33 +49,45 @@ def map_settings(feature_settings) -> dict:
     return dataclasses.replace(feature_settings, texture=feature_settings.texture or True).texture_params()
 
 
-def write_cohort_maps(cohort, out_dir, feature_settings, organs, fractions=None, device="cpu", progress=None) -> list:
+def write_cohort_maps(cohort, out_dir, feature_settings, organs, fractions=None, device="cpu", progress=None,
+                      executor=None) -> list:
     """Texture maps of the cumulative BED for `organs` ("all": every scored organ; a dict: patient -> its
     organs, patients left out get none) and `fractions` (None: all) of every patient, written as OUT/texture/<patient>/fx<k>/<organ>_<class>_<Feature>.nrrd with the
     fraction's CT on the same grid (ct.nrrd, the overlay's background) and a provenance JSON per folder.
-    Returns one record per map: {patient, fraction, organ, feature, path (relative to out_dir)}.
-    A patient whose maps fail is logged and skipped (its features may have failed already)."""
+    Returns one record per map: {patient, fraction, organ, feature, path (relative to out_dir)}, in the
+    cohort's patient order. A patient whose maps fail is logged and skipped (its features may have failed
+    already). Each patient is a task of `executor` (COMPASSLib.executors.Executor; None: this process):
+    out_dir must then be a folder the workers can write."""
     from COMPASSLib.cohort import Cohort
-    from COMPASSLib.errors import CompassError
+    from COMPASSLib.executors import using
     from COMPASSLib.features.settings import organs_to_score
-    from COMPASSLib.progress import counted
 
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     tex = map_settings(feature_settings)
     scored = organs_to_score(feature_settings, cohort)
-    records = []
-    step = counted(progress, len(cohort.patient_ids), "texture maps: {done}/{total} patients")
-    for done, pid in enumerate(cohort.patient_ids, start=1):
+    tasks = []
+    for pid in cohort.patient_ids:
         chosen = organs.get(pid, []) if isinstance(organs, dict) else organs
         chosen = scored if chosen in (None, "all", ["all"]) else list(chosen)
-        try:
-            if chosen:
-                records += _patient_maps(cohort, pid, Path(out_dir), feature_settings, tex, chosen, fractions,
-                                         device)
-        except CompassError as e:
-            log.warning("texture maps skipped: %s", e.at(patient=pid))
-        step(done)
-    return records
+        tasks.append((cohort, pid, str(out_dir), feature_settings, tex, chosen, fractions, device))
+    per_patient = [[] for _ in tasks]
+    with using(scheduler=executor) as ex:
+        for done in ex.run(patient_maps_task, tasks, progress, "texture maps: {done}/{total} patients"):
+            records, problem = done.value
+            if problem:
+                log.warning("texture maps skipped: %s", problem)
+            per_patient[done.index] = records
+    return [r for records in per_patient for r in records]
+
+
+def patient_maps_task(cohort, pid, out_dir, fs, tex, organs, fractions, device):
+    """One patient's maps as a task: (records, None), or ([], the error's text) for bad input."""
+    from COMPASSLib.errors import CompassError
+
+    try:
+        return (_patient_maps(cohort, pid, Path(out_dir), fs, tex, organs, fractions, device) if organs else []), None
+    except CompassError as e:
+        return [], str(e.at(patient=pid))
 
 
 def _patient_maps(cohort, pid, out_dir, fs, tex, organs, fractions, device) -> list:

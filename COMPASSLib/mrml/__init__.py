@@ -25,6 +25,10 @@ Modules, each importing only those above it:
                  `load_patient`
     texture      dose-texture overlays (colour table, legend, unit, slice-view foreground)
     dicom_scene  series loaded through Slicer's DICOM module (SlicerRT) found by study -> a cohort manifest
+    whatif       a what-if projection (twin.whatif) as table, chart (delivered solid, projected dashed) and
+                 the projected cumulative BED volume
+    render       offscreen PNG renders of slice and 3D views with slicer-core's view code (EGL; docs/view.md),
+                 imported on its own: `from COMPASSLib.mrml import render`
 The names below are the public API (`from COMPASSLib import mrml; mrml.load_patient(...)`).
 """
 from __future__ import annotations
@@ -43,16 +47,17 @@ from COMPASSLib.mrml.slicerrt import (DOSE_UNIT_NAME_ATTRIBUTE, DOSE_UNIT_VALUE_
 from COMPASSLib.mrml.texture import (add_texture_files, add_texture_maps, add_texture_overlay, show_overlay,
                                      texture_colour_table, texture_unit)
 from COMPASSLib.mrml.views import ensure_slice_views, show_layers
+from COMPASSLib.mrml.whatif import WhatIfNodes, add_whatif, remove_whatif
 from COMPASSLib.progress import Cancelled, report, scaled
 
 __all__ = [
     "ATTRIBUTE_PREFIX", "Cancelled", "DOSE_UNIT_NAME_ATTRIBUTE", "DOSE_UNIT_VALUE_ATTRIBUTE",
-    "DOSE_VOLUME_ATTRIBUTE", "LPS_TO_RAS", "MODALITIES", "ORGAN_COLOURS", "PatientNodes", "RISK_COLUMNS",
+    "DOSE_VOLUME_ATTRIBUTE", "LPS_TO_RAS", "MODALITIES", "ORGAN_COLOURS", "PatientNodes", "RISK_COLUMNS", "WhatIfNodes",
     "add_dose_maps", "add_fraction_series", "add_provenance", "add_risk_plot", "add_risk_table",
     "add_segmentation", "add_sequence", "add_texture_files", "add_texture_maps", "add_texture_overlay",
-    "add_volume", "dose_unit", "ensure_slice_views", "get_scene", "has_app", "ijk_to_ras", "load_patient",
+    "add_volume", "add_whatif", "dose_unit", "ensure_slice_views", "get_scene", "has_app", "ijk_to_ras", "load_patient",
     "load_scene", "module_logics", "new_scene", "node_ijk_to_ras", "nodes_by_class", "organ_colour",
-    "patient_studies", "read_fractions", "read_risk", "release_scene", "report", "save_scene", "scaled",
+    "patient_studies", "read_fractions", "read_risk", "release_scene", "remove_whatif", "report", "save_scene", "scaled",
     "scene_cohort", "scene_patients", "segment_array", "show_layers", "show_overlay", "show_patient",
     "show_plot", "texture_colour_table", "texture_unit", "volume_to_image",
 ]

@@ -25,6 +25,7 @@ DOSE_MODALITIES = ("dose", "bed", "eqd2")   # volumes in Gy, shown as dose
 # 0.5 x the dose unit, which is meant for plan totals and would hide a quarter of a 2 Gy fraction.
 NO_DOSE_GY = 0.01
 CT_WINDOW_LEVEL = (400.0, 40.0)   # soft tissue (HU)
+ENVELOPE_OPACITY_3D = 0.12        # BODY/External in the 3D view: a glass skin over the organs
 
 
 def _set_attributes(node, attributes: dict | None) -> None:
@@ -150,6 +151,14 @@ def _style_segmentation(node) -> None:
     display.SetPreferredDisplayRepresentationName2D("Binary labelmap")
     if node.GetSegmentation().ContainsRepresentation("Closed surface"):
         display.SetPreferredDisplayRepresentationName3D("Closed surface")
+    # An envelope (BODY/External) drawn opaque in 3D would hide every organ inside it.
+    from COMPASSLib import resources
+
+    segmentation = node.GetSegmentation()
+    for i in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(i)
+        if resources.is_envelope(segmentation.GetSegment(segment_id).GetName()):
+            display.SetSegmentOpacity3D(segment_id, ENVELOPE_OPACITY_3D)
 
 
 def segment_array(segmentation_node, organ: str, reference_node) -> np.ndarray:

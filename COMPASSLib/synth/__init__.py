@@ -3,6 +3,7 @@ phantom generator, with outcomes drawn from a hidden toxicity model (see docs/sy
 
     generate_cohort(out_dir, patients=8, fractions=5, seed=0, size="full") -> Path of cohort.json
     draw_truth(patients=40, fractions=5, seed=0, size="small") -> hidden truth rows, no files written
+    counterfactual.true_probability / resimulate_patient -> the same patient under a changed rest of course
 """
 from COMPASSLib.synth.cohort import draw_truth, generate_cohort
 

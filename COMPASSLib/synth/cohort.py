@@ -8,7 +8,6 @@ from pathlib import Path
 from COMPASSLib.atomic import write_json
 from COMPASSLib.cohort import Cohort, Fraction, Outcome, Patient, write_outcomes
 from COMPASSLib.errors import InputError
-from COMPASSLib.progress import report
 from COMPASSLib.provenance import record
 from COMPASSLib.synth import toxicity
 from COMPASSLib.synth.anatomy import ROI_NAMES, ct_hu, tissue_classes
@@ -59,34 +58,39 @@ def draw_truth(patients: int = 40, fractions: int = 5, seed: int = 0, size: str 
 
 
 def generate_cohort(out_dir, patients: int = 8, fractions: int = 5, seed: int = 0, size: str = "full",
-                    progress=None, workers: int = 1, readout: str = "pet") -> Path:
+                    progress=None, workers: int = 1, readout: str = "pet", scheduler=None) -> Path:
     """Write a synthetic thorax cohort (DICOM, outcomes.csv, ground_truth.json, cohort.json) into
     `out_dir` and return the path of its cohort.json. `progress` (COMPASSLib.progress) hears each patient.
-    `workers` > 1 writes patients in that many processes; every patient has its own random streams, so
-    the files are the same whatever the number of workers. `readout` ("pet", "ct"): which scan shows the
-    hidden radiosensitivity (synth.toxicity.READOUTS)."""
+    `workers` > 1 writes patients in that many local processes, `scheduler` (a Dask address, Client or
+    COMPASSLib.executors.Executor) on a Dask cluster whose workers see `out_dir` (a shared file system);
+    every patient has its own random streams, so the files are the same wherever they were made.
+    `readout` ("pet", "ct"): which scan shows the hidden radiosensitivity (synth.toxicity.READOUTS)."""
     _validate(patients, fractions, seed, size, readout)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cohort_patients, outcomes, truth = [], [], []
-    for i, (entry, rows) in enumerate(_patients(out, int(patients), fractions, seed, size, int(workers), readout), 1):
-        cohort_patients.append(entry)
-        outcomes += [Outcome(entry.id, r["organ"], r["grade"], r["onset_fraction"]) for r in rows["organs"]]
-        truth.append(rows)
-        report(progress, i / int(patients), f"synthetic patient {i}/{int(patients)}")
+    made = _patients(out, int(patients), int(fractions), int(seed), size, int(workers), readout, scheduler, progress)
     settings = {"patients": int(patients), "fractions": int(fractions), "seed": int(seed), "size": size}
     if readout != "pet":   # the default cohort's files stay byte-identical to earlier versions
         settings["readout"] = readout
+    return write_cohort_files(out, made, settings, toxicity.parameters(int(fractions)),
+                              "COMPASSLib.synth.generate_cohort")
+
+
+def write_cohort_files(out: Path, made: list, settings: dict, model: dict, generator: str) -> Path:
+    """outcomes.csv, ground_truth.json, synth_provenance.json and, last, cohort.json of the written
+    patients `made` ((manifest entry, truth) pairs in patient order); returns the cohort.json path."""
+    outcomes = [Outcome(entry.id, r["organ"], r["grade"], r["onset_fraction"])
+                for entry, truth in made for r in truth["organs"]]
     write_outcomes(out / "outcomes.csv", outcomes)
     write_json(out / "ground_truth.json", {
         "note": "hidden parameters of the synthetic cohort; no part of the COMPASS pipeline reads this file",
-        "settings": settings, "toxicity_model": toxicity.parameters(), "patients": truth})
+        "settings": settings, "toxicity_model": model, "patients": [truth for _, truth in made]})
     # Provenance without the wall-clock fields, so the same seed gives byte-identical files.
-    prov = record(settings=settings, generator="COMPASSLib.synth.generate_cohort")
+    prov = record(settings=settings, generator=generator)
     prov.pop("created", None)
     prov.pop("command", None)
     write_json(out / "synth_provenance.json", prov)
-    cohort = Cohort(cohort_patients, root=out)
+    cohort = Cohort([entry for entry, _ in made], root=out)
     return cohort.save(out / "cohort.json")
 
 
@@ -95,17 +99,18 @@ def _simulate_and_write(out: Path, seed: int, index: int, fractions: int, size: 
     return write_patient(out, sim, seed), patient_truth(sim)
 
 
-def _patients(out: Path, patients: int, fractions: int, seed: int, size: str, workers: int, readout: str):
-    """(manifest entry, truth) per patient, in patient order."""
-    if workers <= 1:
-        for i in range(1, patients + 1):
-            yield _simulate_and_write(out, seed, i, fractions, size, readout)
-        return
-    from concurrent.futures import ProcessPoolExecutor
+def _patients(out: Path, patients: int, fractions: int, seed: int, size: str, workers: int, readout: str,
+              scheduler=None, progress=None) -> list:
+    """(manifest entry, truth) per patient, in patient order, made in this process, a local pool or on a
+    Dask cluster (COMPASSLib.executors); tasks finish in any order, each writes only its own patient."""
+    from COMPASSLib.executors import using
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_simulate_and_write, [out] * patients, [seed] * patients, range(1, patients + 1),
-                            [fractions] * patients, [size] * patients, [readout] * patients)
+    tasks = [(out, seed, i, fractions, size, readout) for i in range(1, patients + 1)]
+    made = [None] * patients
+    with using(workers, scheduler) as ex:
+        for done in ex.run(_simulate_and_write, tasks, progress, "synthetic patient {done}/{total}"):
+            made[done.index] = done.value
+    return made
 
 
 def patient_truth(sim: SimPatient) -> dict:
@@ -127,8 +132,12 @@ def scan_images(sim: SimPatient, k: int):
     return hu, suv
 
 
-def write_patient(out: Path, sim: SimPatient, seed: int) -> Patient:
-    """All DICOM of one patient; returns its manifest entry (paths relative to `out`)."""
+def write_patient(out: Path, sim: SimPatient, seed: int, resimulated_after: int | None = None,
+                  scenario: str = "") -> Patient:
+    """All DICOM of one patient; returns its manifest entry (paths relative to `out`). A counterfactual
+    course (synth.counterfactual) names its `scenario` and the fraction it departs after: the sessions up
+    to `resimulated_after` are the original's (same UIDs and bytes), the later ones get UIDs of their own
+    (so the two courses can share one DICOM database) and say "counterfactual" in their descriptions."""
     days = treatment_days(seed, sim.index, sim.fractions)
     frame_uid = uid(seed, sim.id, "frame")
     plan_uid = uid(seed, sim.id, "plan")
@@ -140,11 +149,14 @@ def write_patient(out: Path, sim: SimPatient, seed: int) -> Patient:
     for k in range(sim.fractions + 1):
         folder = out / sim.id / ("plan" if k == 0 else f"F{k}")
         tag = f"{sim.id}/{'plan' if k == 0 else k}"
+        description = "Planning" if k == 0 else f"Fraction {k}"
+        if resimulated_after is not None and k > resimulated_after:
+            tag, description = f"{tag}/counterfactual {scenario}", f"{description} counterfactual"
         ctx = StudyContext(seed=seed, patient_id=sim.id, patient_name=name,
                            frame_uid=frame_uid, study_uid=uid(seed, tag, "study"),
                            study_date=days[k].strftime("%Y%m%d"),
                            study_time=PLANNING_TIME if k == 0 else FRACTION_TIME, study_id=f"{k}",
-                           description="Planning" if k == 0 else f"Fraction {k}")
+                           description=description)
         hu, suv = scan_images(sim, k)
         ct_series = uid(seed, tag, "CT series")
         ct_files = write_ct_series(folder / "CT", hu, sim.grid, ctx, ct_series, tag)

@@ -23,6 +23,19 @@ MARGIN_MM = 5.0           # aperture margin around the GTV
 SETUP_SIGMA_MM = 2.0      # random setup error per axis and fraction
 NORMALISE_PERCENTILE = 5  # the prescription covers 95 % of the GTV (D95 = prescription)
 
+# Fractionation. The course prescriptions are SBRT totals (50, 55 or 60 Gy in 5 fractions); with K
+# fractions the same total is split into K, which stays a clinical hypofractionated schedule down to
+# about 2 Gy per fraction (e.g. 55 Gy in 20). Longer courses are conventional: the dose per fraction stops
+# at the conventional 2.0, 2.1 or 2.2 Gy that the SBRT total maps to, and the total grows with K
+# (60, 63, 66 Gy in 30 fractions, the range of conventional lung RT). The two rules meet where the SBRT
+# total divided by K reaches the conventional dose (K = 25, 26.2, 27.3), so the prescription is continuous
+# in K, and every course up to 24 fractions (the 5-fraction default included) is unchanged.
+SBRT_TOTALS_GY = (50.0, 55.0, 60.0)
+CONVENTIONAL_GY_PER_FRACTION = {50.0: 2.0, 55.0: 2.1, 60.0: 2.2}
+# The GTV shrinks by up to 8 % of its radius per fraction in a 5-fraction course; longer courses spread the
+# same total shrinkage (up to 32 %) over their fractions, so a 30-fraction GTV never vanishes.
+SHRINK_REFERENCE_FRACTIONS = 5
+
 
 @dataclass
 class PlanParams:
@@ -51,12 +64,28 @@ def draw_plan(rng: np.random.Generator, anatomy: AnatomyParams, fractions: int) 
     for _ in range(n_beams):
         waves.append([(float(2 * np.pi / rng.uniform(12, 35)), float(2 * np.pi / rng.uniform(12, 35)),
                        float(rng.uniform(0, 2 * np.pi))) for _ in range(3)])
+    sbrt_total = float(rng.choice(list(SBRT_TOTALS_GY)))
     return PlanParams(
-        prescription_gy=float(rng.choice([50.0, 55.0, 60.0])), fractions=fractions,
+        prescription_gy=course_prescription_gy(sbrt_total, fractions), fractions=fractions,
         angles_deg=[float(a % 360) for a in angles], weights=[float(w) for w in rng.uniform(0.8, 1.2, n_beams)],
         modulation=float(rng.uniform(0.0, 0.45)), fluence_waves=waves,
         setup_shifts_mm=[[float(v) for v in rng.normal(0, SETUP_SIGMA_MM, 3)] for _ in range(fractions)],
-        shrink_per_fraction=float(rng.uniform(0.0, 0.08)))
+        shrink_per_fraction=float(rng.uniform(0.0, 0.08)) * _shrink_spread(fractions))
+
+
+def course_prescription_gy(sbrt_total_gy: float, fractions: int) -> float:
+    """The course's GTV D95 prescription: the SBRT total split into `fractions`, or, when that would give
+    less than the conventional dose per fraction, that dose times `fractions` (see SBRT_TOTALS_GY)."""
+    conventional = round(CONVENTIONAL_GY_PER_FRACTION[sbrt_total_gy] * int(fractions), 6)
+    return max(sbrt_total_gy, conventional)
+
+
+def _shrink_spread(fractions: int) -> float:
+    """Factor on the per-fraction GTV shrinkage: 1 up to the reference course, then the reference
+    course's total shrinkage spread over the longer course."""
+    if fractions <= SHRINK_REFERENCE_FRACTIONS:
+        return 1.0
+    return (SHRINK_REFERENCE_FRACTIONS - 1) / (fractions - 1)
 
 
 def gtv_radius(anatomy: AnatomyParams, plan: PlanParams, fraction: int) -> float:

@@ -33,6 +33,8 @@ class SimPatient:
     pet: PetParams | None = None                    # weight, injected activity, uptake, tumour SUV
     patient_risk: float = 0.0                       # hidden log-odds offset shared by the organs
     readout: str = "pet"                            # which scan shows the radiosensitivity (toxicity.READOUTS)
+    response_fractions: int | None = None           # course the tumour's SUV response follows (None: this
+                                                    # one; a counterfactual keeps the original course's)
 
     @property
     def fractions(self) -> int:
@@ -68,14 +70,24 @@ def simulate_patient(seed: int, index: int, fractions: int, size: str, readout: 
              for k in range(fractions + 1)]
     doses = [fraction_dose(grid, masks[k]["BODY"], masks[k]["GTV"], anatomy, plan, k)
              for k in range(1, fractions + 1)]
-    sens = toxicity.draw_radiosensitivity(rngs["toxicity"])
-    p = SimPatient(patient_id(index), index, size, grid, anatomy, plan, masks, doses, sens, seed=int(seed), rngs=rngs,
-                   pet=draw_pet(rngs["scanner"], anatomy.body_a_mm, anatomy.body_b_mm),
-                   patient_risk=toxicity.draw_patient_risk(rngs["toxicity"]), readout=readout)
+    p = SimPatient(patient_id(index), index, size, grid, anatomy, plan, masks, doses, {}, seed=int(seed), rngs=rngs,
+                   pet=draw_pet(rngs["scanner"], anatomy.body_a_mm, anatomy.body_b_mm), readout=readout)
+    return apply_hidden_model(p)
+
+
+def apply_hidden_model(p: SimPatient) -> SimPatient:
+    """Draw the hidden factors (radiosensitivity, patient risk) and each organ's signals and outcome from
+    the patient's toxicity stream, started afresh: the same draws for the same patient whatever its doses,
+    so a counterfactual course (synth.counterfactual) meets the same patient with the same luck, and its
+    outcomes differ from the original's only through its doses."""
+    rng = patient_streams(p.seed, p.index)["toxicity"]
+    p.rngs["toxicity"] = rng
+    p.sensitivity = toxicity.draw_radiosensitivity(rng)
+    p.patient_risk = toxicity.draw_patient_risk(rng)
     for organ in toxicity.ORGANS:
-        p.signals[organ] = toxicity.organ_signals(doses, masks[0][organ], organ, sens[organ], grid.spacing_mm,
-                                                   readout)
-        p.outcomes[organ] = toxicity.draw_outcome(rngs["toxicity"], organ, sens[organ], p.signals[organ],
+        p.signals[organ] = toxicity.organ_signals(p.doses_gy, p.masks[0][organ], organ, p.sensitivity[organ],
+                                                   p.grid.spacing_mm, p.readout)
+        p.outcomes[organ] = toxicity.draw_outcome(rng, organ, p.sensitivity[organ], p.signals[organ],
                                                     p.patient_risk)
     return p
 

@@ -55,13 +55,13 @@ def suv_image(sim, classes: dict, pet: PetParams, fraction: int, rng: np.random.
     """The SUV image (float32) of `fraction` on the PET grid: tissue baselines, inflamed organs at risk
     (cumulative BED up to the day before), the responding tumour, scanner blur and noise."""
     grid = sim.grid
-    k_total = sim.fractions
+    k_total = sim.response_fractions or sim.fractions
     suv = np.zeros(grid.shape, dtype=np.float64)
     for name, m in classes.items():
         if name == "heart":
             suv[m] = pet.heart_suv
         elif name == "gtv":
-            progress = (fraction - 1) / max(k_total - 1, 1)
+            progress = min((fraction - 1) / max(k_total - 1, 1), 1.0)
             suv[m] = pet.tumour_suv * (1.0 - pet.tumour_response * progress)
         else:
             suv[m] = SUV[name]

@@ -23,7 +23,8 @@ For each organ at risk (SpinalCord, Heart, Esophagus) of a patient:
      or 3 (> GRADE3_AT).
   6. onset: the first fraction k after which the organ's inflammation raises its mean SUV by
      ONSET_PET_RISE (PET_GAIN * injury_k, seen on the PET of fraction k + 1; K if never), plus a lag of
-     ONSET_LAG_FRACTIONS (2 or 3); K + 1 means after the course. So the PET shows the rise at least one
+     ONSET_LAG_FRACTIONS (2 or 3; stretched in proportion for courses longer than 5 fractions:
+     onset_lag); K + 1 means after the course. So the PET shows the rise at least one
      fraction before the symptoms, and the more inflamed organs react earlier.
 The radiosensitivity (seen only through the PET trajectory, given the dose) carries the most information,
 the hidden patient risk is what nobody can predict, and dose enters relative to what the organ typically
@@ -60,6 +61,10 @@ GRADE2_AT = 1.5
 GRADE3_AT = 3.0
 ONSET_PET_RISE = 0.04
 ONSET_LAG_FRACTIONS = (2, 3)
+# The lag is drawn for the 5-fraction reference course (SBRT); a longer course stretches it in proportion
+# (30 fractions: 12 or 18), so the symptoms follow the PET rise by the same share of the course, as the
+# inflammation itself follows the cumulative BED, which a longer course also spreads over more fractions.
+ONSET_LAG_REFERENCE_FRACTIONS = 5
 
 # Where the radiosensitivity shows (`readout`, `compass synth --readout`): "pet" (default) raises the
 # inflamed organ's FDG uptake (SUV x (1 + PET_GAIN I)); "ct" leaves the PET at baseline and raises the
@@ -175,8 +180,17 @@ def draw_outcome(rng: np.random.Generator, organ: str, sensitivity: float, signa
         return {"grade": 0, "onset_fraction": None, "probability": float(p), "logit": float(z)}
     severity = z + noise
     grade = 1 + int(severity > GRADE2_AT) + int(severity > GRADE3_AT)
-    onset = min(pet_crossing(signals["injury"]) + lag, len(signals["injury"]) + 1)
+    fractions = len(signals["injury"])
+    onset = min(pet_crossing(signals["injury"]) + onset_lag(lag, fractions), fractions + 1)
     return {"grade": grade, "onset_fraction": onset, "probability": float(p), "logit": float(z)}
+
+
+def onset_lag(lag: int, fractions: int) -> int:
+    """The drawn lag (ONSET_LAG_FRACTIONS, for the reference course) in fractions of a course of
+    `fractions`: unchanged up to ONSET_LAG_REFERENCE_FRACTIONS, proportionally longer beyond."""
+    if fractions <= ONSET_LAG_REFERENCE_FRACTIONS:
+        return int(lag)
+    return int(round(lag * fractions / ONSET_LAG_REFERENCE_FRACTIONS))
 
 
 def pet_crossing(injury) -> int:
@@ -185,12 +199,18 @@ def pet_crossing(injury) -> int:
     return next((k + 1 for k, v in enumerate(injury) if PET_GAIN * v >= ONSET_PET_RISE), len(injury))
 
 
-def parameters() -> dict:
-    """Every parameter of the hidden model (recorded in ground_truth.json)."""
+def parameters(fractions: int = ONSET_LAG_REFERENCE_FRACTIONS) -> dict:
+    """Every parameter of the hidden model (recorded in ground_truth.json). The course-length rule of the
+    onset lag is added for courses longer than the reference, so the files of reference-length cohorts
+    stay byte-identical to earlier versions."""
     names = ("ORGANS", "RADIOSENSITIVITY_SIGMA", "INFLAMMATION_BED_GY", "PET_GAIN", "HOTSPOT_SIGMA_MM",
              "HOTSPOT_FLOOR_GY", "HOTSPOT_FLOOR_SHARE", "HOTSPOT_VOXEL_MM",
              "INTERCEPT", "PATIENT_RISK_SD", "W_DOSE", "DOSE_REF_BED_GY", "DOSE_GATE_BED_GY",
              "W_HOTSPOT", "HOTSPOT_REF", "HOTSPOT_SCALE",
              "W_SENSITIVITY", "GRADE2_AT", "GRADE3_AT", "ONSET_PET_RISE", "ONSET_LAG_FRACTIONS", "CT_GAIN_HU")
     g = globals()
-    return {n.lower(): g[n] for n in names}
+    out = {n.lower(): g[n] for n in names}
+    if int(fractions) > ONSET_LAG_REFERENCE_FRACTIONS:
+        out["onset_lag_reference_fractions"] = ONSET_LAG_REFERENCE_FRACTIONS
+        out["onset_lag_fractions_of_this_course"] = [onset_lag(v, fractions) for v in ONSET_LAG_FRACTIONS]
+    return out

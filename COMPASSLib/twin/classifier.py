@@ -69,13 +69,20 @@ class LatentLogistic:
     def predict_proba(self, features):
         return _sigmoid(self.logit(features))
 
+    def ensemble_proba(self, features):
+        """(n, members): the risk of every bootstrap member; the point risk as one member where there is
+        no ensemble (twin.whatif pools these with forecast draws)."""
+        if len(self.boot_intercept_) == 0:
+            return self.predict_proba(features)[:, None]
+        z = (features - self.mean_) / self.std_
+        return _sigmoid(z @ self.boot_coef_.T + self.boot_intercept_)
+
     def interval(self, features, level=0.95):
         """(low, high) of the bootstrap ensemble's risk; the point risk where there is no ensemble."""
         if len(self.boot_intercept_) == 0:
             p = self.predict_proba(features)
             return p, p
-        z = (features - self.mean_) / self.std_
-        ps = _sigmoid(z @ self.boot_coef_.T + self.boot_intercept_)
+        ps = self.ensemble_proba(features)
         a = (1 - level) / 2
         return np.quantile(ps, a, axis=1), np.quantile(ps, 1 - a, axis=1)
 

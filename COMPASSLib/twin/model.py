@@ -131,12 +131,7 @@ class CompassTwin(BaseEstimator):
         (+ top_features when `explain`), for every trajectory of an organ the twin knows."""
         import pandas as pd
 
-        self._check_fitted()
-        check_table(table)
-        missing = [c for c in self.used_features_ if c not in table.columns]
-        if missing:
-            raise ModelError(f"feature table lacks {len(missing)} feature(s) the twin was trained on: "
-                             + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+        self._check_scorable(table)
         frames = []
         skipped = sorted(set(table["organ"].astype(str)) - set(self.organs_))
         if skipped:
@@ -151,15 +146,55 @@ class CompassTwin(BaseEstimator):
         return pd.concat(frames, ignore_index=True).sort_values(["patient", "organ", "fraction"],
                                                                 ignore_index=True)
 
+    def _check_scorable(self, table):
+        self._check_fitted()
+        check_table(table)
+        missing = [c for c in self.used_features_ if c not in table.columns]
+        if missing:
+            raise ModelError(f"feature table lacks {len(missing)} feature(s) the twin was trained on: "
+                             + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+
+    def risk_ensemble(self, table):
+        """(DataFrame patient, organ, fraction, risk; array (rows, members)): the point risk and the risk
+        of every member of the classifier's bootstrap ensemble after every fraction, in the DataFrame's
+        row order (NaN-padded where the parts' ensembles differ in size). For intervals that pool the
+        ensemble with other uncertainty (twin.whatif: draws of forecast image features)."""
+        import pandas as pd
+
+        self._check_scorable(table)
+        frames, members = [], []
+        with _deterministic("cpu", self.threads):
+            for part in self.parts_:
+                keys = [k for k in trajectory_keys(table) if k[1] in part["organs"]]
+                if not keys:
+                    continue
+                rows, ti, tk, fractions = self._latent_rows(part, table, keys)[:4]
+                frames.append(pd.DataFrame({"patient": [keys[i][0] for i in ti], "organ": [keys[i][1] for i in ti],
+                                            "fraction": fractions[ti, tk],
+                                            "risk": part["classifier"].predict_proba(rows)}))
+                members.append(part["classifier"].ensemble_proba(rows))
+        if not frames:
+            raise ModelError(f"the feature table has no organ the twin knows ({', '.join(self.organs_)})")
+        width = max(m.shape[1] for m in members)
+        members = np.vstack([np.pad(m, ((0, 0), (0, width - m.shape[1])), constant_values=np.nan) for m in members])
+        return pd.concat(frames, ignore_index=True), members
+
+    def _latent_rows(self, part, table, keys):
+        """Classifier rows of `keys` (latent state after every fraction + organ code), their trajectory and
+        step indices, fractions, and what explanations need (standardised x, organ code, lengths)."""
+        pre = part["preprocessor"]
+        X, lengths, fractions = to_arrays(table, pre.columns_, keys)
+        x, _ = pre.transform(X, pre.columns_)
+        onehot = _onehot(keys, part["organs"])
+        z = autoencoder.latent(part["autoencoder"], x, onehot)
+        rows, ti, tk = _state_rows(z, onehot, lengths)
+        return rows, ti, tk, fractions, x, onehot, lengths
+
     def _score_part(self, part, table, keys, explain):
         import pandas as pd
 
         pre, ae, clf = part["preprocessor"], part["autoencoder"], part["classifier"]
-        X, lengths, fractions = to_arrays(table, pre.columns_, keys)
-        x, _ = pre.transform(X, pre.columns_)
-        onehot = _onehot(keys, part["organs"])
-        z = autoencoder.latent(ae, x, onehot)
-        rows, ti, tk = _state_rows(z, onehot, lengths)
+        rows, ti, tk, fractions, x, onehot, lengths = self._latent_rows(part, table, keys)
         risk = clf.predict_proba(rows)
         low, high = clf.interval(rows)
         out = pd.DataFrame({"patient": [keys[i][0] for i in ti], "organ": [keys[i][1] for i in ti],
