@@ -265,14 +265,16 @@ def _run_staged(cohort, outcomes, out, cache, fs, settings, progress, executor) 
 
         report(progress, 0.99, "what if: the warned organs spared")
         t0 = time.perf_counter()
-        with one_thread():
-            projected = warned_projections(twin, cohort, risk, settings["whatif_sparing"], cache_dir=cache,
-                                           training=table, seed=settings["twin"].get("seed", 0))
+        # one task per warned patient; the workers read the saved model and the table from the staging folder
+        projected = warned_projections(str(out / "model"), cohort, risk, settings["whatif_sparing"],
+                                       cache_dir=cache, training=str(out / "features.csv"),
+                                       seed=settings["twin"].get("seed", 0), executor=executor,
+                                       progress=scaled(progress, 0.99, 1.0))
         if len(projected):
             _write_csv(out / "whatif_warned.csv", projected)
         metrics["whatif_warned"] = {"sparing": settings["whatif_sparing"], "rows": int(len(projected)),
                                     "file": "whatif_warned.csv" if len(projected) else None}
-        steps["whatif"] = _step_record(t0, [])
+        steps["whatif"] = _step_record(t0, projected.attrs.get("task_stats") or [])
 
     manifest = cohort.root / "cohort.json"
     metrics["cohort"] = str(cohort.root.resolve())   # where the report and `compass view` find the images

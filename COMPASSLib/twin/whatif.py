@@ -401,31 +401,47 @@ def projected_bed_image(model, cohort, patient_id, after, organ, scenario=None, 
 
 
 def warned_projections(model, cohort, risk, sparing, *, cache_dir=None, training="auto", draws=DEFAULT_DRAWS,
-                       seed=0, progress=None):
+                       seed=0, executor=None, progress=None):
     """What the report shows for every warned organ: for each patient with a warning in `risk` (the final
     twin's per-fraction risk, risk.csv's columns), the rest of the course after the first warned fraction K
     (only where fractions remain after K), as planned and with each warned organ's remaining dose scaled by
     `sparing` (one scenario per organ, named as `compass whatif --scale` names it, e.g. "Heart=0.7").
-    DataFrame as `project` returns, plus `after` (K); empty when no patient was warned before its last
-    fraction."""
+    Each patient is a task of `executor` (COMPASSLib.executors; None: this process): give `model` and
+    `training` as paths the workers can read. DataFrame as `project` returns, plus `after` (K); empty when
+    no patient was warned before its last fraction."""
     import pandas as pd
 
     from COMPASSLib.cohort import Cohort
+    from COMPASSLib.executors import using
 
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     warned = risk[risk["warning"].astype(bool)]
-    last = risk.groupby("patient")["fraction"].max()
-    frames = []
-    patients = sorted(set(warned["patient"].astype(str)))
-    for n, pid in enumerate(patients):
+    last = risk.groupby(risk["patient"].astype(str))["fraction"].max()
+    tasks = []
+    for pid in sorted(set(warned["patient"].astype(str))):
         rows = warned[warned["patient"].astype(str) == pid]
         after = int(rows["fraction"].min())
         if after >= int(last[pid]):
             continue
-        organs = sorted(set(rows["organ"]))
-        scenarios = [Scenario(AS_PLANNED)] + [parse_scale(f"{o}={sparing:g}") for o in organs]
-        frame = project(model, cohort.subset([pid]), after, scenarios, cache_dir=cache_dir, training=training,
-                        draws=draws, seed=seed, progress=None)
-        frames.append(frame.assign(after=after))
-        report(progress, (n + 1) / len(patients), f"what if for {pid} after fraction {after}")
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PROJECTION_COLUMNS + ["after"])
+        scenarios = [Scenario(AS_PLANNED)] + [parse_scale(f"{o}={sparing:g}") for o in sorted(set(rows["organ"]))]
+        tasks.append((model, cohort.subset([pid]), after, scenarios, cache_dir, training, draws, seed))
+    if not tasks:
+        return pd.DataFrame(columns=PROJECTION_COLUMNS + ["after"])
+    frames, stats = [None] * len(tasks), []
+    with using(scheduler=executor) as ex:
+        for done in ex.run(_project_task, tasks, progress, "what if: {done}/{total} warned patients"):
+            frames[done.index] = done.value
+            stats.append(done.stats)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["task_stats"] = stats
+    return out
+
+
+def _project_task(model, cohort, after, scenarios, cache_dir, training, draws, seed):
+    """One patient's projection (a task: one thread, as the folds, so every executor gives the same numbers)."""
+    from COMPASSLib.executors import one_thread
+
+    with one_thread():
+        frame = project(model, cohort, after, scenarios, cache_dir=cache_dir, training=training, draws=draws,
+                        seed=seed)
+    return frame.assign(after=after)
