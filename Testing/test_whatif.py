@@ -161,3 +161,24 @@ def test_cli_contract(trained, small_cohort, tmp_path, capsys):
     settings = doc["provenance"]["settings"]
     assert settings["after"] == 1 and settings["forecast"]["residuals"] == "training trajectories"
     assert (target / "whatif.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_projects_the_highest_risk_warned_patients_only(small_cohort, monkeypatch):
+    """warned_projections picks at most max_patients warned patients, highest risk first, each after its
+    first warned fraction, with one spared scenario per warned organ (project itself is tested above)."""
+    from COMPASSLib.twin import whatif
+
+    calls = []
+
+    def project(model, cohort, after, scenarios, **kw):
+        calls.append((cohort.patient_ids, after, [s.name for s in scenarios]))
+        return pd.DataFrame({"patient": cohort.patient_ids, "scenario": ["as_planned"]})
+
+    monkeypatch.setattr(whatif, "project", project)
+    risk = pd.DataFrame([dict(patient=p, organ=o, fraction=k, risk=r * k / 3, warning=r * k / 3 >= 0.5)
+                         for p, r in (("SYN001", 0.9), ("SYN002", 0.99), ("SYN003", 0.6))
+                         for o in ("Heart", "Esophagus") for k in (1, 2, 3)])
+    out = whatif.warned_projections("model", Cohort.load(small_cohort), risk, 0.7, max_patients=2)
+    assert calls == [(["SYN001"], 2, ["as_planned", "Esophagus=0.7", "Heart=0.7"]),
+                     (["SYN002"], 2, ["as_planned", "Esophagus=0.7", "Heart=0.7"])]
+    assert list(out["after"]) == [2, 2]

@@ -400,15 +400,21 @@ def projected_bed_image(model, cohort, patient_id, after, organ, scenario=None, 
     return image
 
 
+# the report projects at most this many warned patients (those with the highest risk): each costs the
+# full feature code for every remaining fraction and scenario, whatever the cohort size
+REPORT_PATIENTS = 8
+
+
 def warned_projections(model, cohort, risk, sparing, *, cache_dir=None, training="auto", draws=DEFAULT_DRAWS,
-                       seed=0, executor=None, progress=None):
+                       seed=0, executor=None, progress=None, max_patients=REPORT_PATIENTS):
     """What the report shows for every warned organ: for each patient with a warning in `risk` (the final
     twin's per-fraction risk, risk.csv's columns), the rest of the course after the first warned fraction K
     (only where fractions remain after K), as planned and with each warned organ's remaining dose scaled by
     `sparing` (one scenario per organ, named as `compass whatif --scale` names it, e.g. "Heart=0.7").
     Each patient is a task of `executor` (COMPASSLib.executors; None: this process): give `model` and
     `training` as paths the workers can read. DataFrame as `project` returns, plus `after` (K); empty when
-    no patient was warned before its last fraction."""
+    no patient was warned before its last fraction. At most `max_patients` patients: those whose warned
+    organs reach the highest risk."""
     import pandas as pd
 
     from COMPASSLib.cohort import Cohort
@@ -418,7 +424,8 @@ def warned_projections(model, cohort, risk, sparing, *, cache_dir=None, training
     warned = risk[risk["warning"].astype(bool)]
     last = risk.groupby(risk["patient"].astype(str))["fraction"].max()
     tasks = []
-    for pid in sorted(set(warned["patient"].astype(str))):
+    top = warned.groupby(warned["patient"].astype(str))["risk"].max().sort_values(ascending=False, kind="stable")
+    for pid in sorted(top.index[:max_patients]):
         rows = warned[warned["patient"].astype(str) == pid]
         after = int(rows["fraction"].min())
         if after >= int(last[pid]):
