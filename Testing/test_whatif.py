@@ -23,21 +23,12 @@ CONTRACT = ["scenario", "patient", "organ", "fraction", "delivered", "bed_mean_g
 
 
 @pytest.fixture(scope="module")
-def trained(small_cohort, tmp_path_factory):
-    """A twin fitted on the fixture (fast profile, few epochs) saved as `compass run` saves it, with
-    features.csv beside model/ (the forecast's training residuals) and the filled cache."""
-    from COMPASSLib.features.settings import FeatureSettings
-    from COMPASSLib.features.table import extract_cohort
-    from COMPASSLib.twin.model import CompassTwin
-
-    out = tmp_path_factory.mktemp("whatif_model")
-    fs = FeatureSettings(profile="fast")
-    cohort = Cohort.load(small_cohort)
-    table = extract_cohort(cohort, fs, cache_dir=out / "cache")
-    table.to_csv(out / "features.csv", index=False)
-    twin = CompassTwin(epochs=10, n_bootstrap=10).fit(table, cohort.outcomes())
-    twin.save(out / "model", extra={"feature_settings": fs.to_dict()})
-    return out, table
+def trained(small_twin):
+    """The session's twin fitted on the fixture (conftest.small_twin: fast profile, few epochs, saved as
+    `compass run` saves it), with features.csv beside model/ (the forecast's training residuals) and the
+    filled cache; and its feature table."""
+    out = small_twin.parent
+    return out, pd.read_csv(out / "features.csv", dtype={"patient": str})
 
 
 def _one_patient(small_cohort):

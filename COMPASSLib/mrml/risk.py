@@ -137,12 +137,7 @@ def _add_marker_table(markers: dict, patient: str, scene):
 
 def _add_risk_chart(patient: str, organs: list, table, markers: dict, marker_table, scene):
     """The chart: a line per organ in the organ's colour, its markers (onset: diamond, warning: square)."""
-    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GetUniqueNameByString(f"{patient} risk chart"))
-    chart.SetTitle(f"Toxicity risk over fractions: {patient}")
-    chart.SetXAxisTitle("fraction")
-    chart.SetYAxisTitle("risk (probability of CTCAE grade >= 1)")
-    chart.SetYAxisRangeAuto(False)
-    chart.SetYAxisRange(0.0, 1.0)
+    chart = risk_chart_node(scene, f"{patient} risk chart", f"Toxicity risk over fractions: {patient}")
     for i, organ in enumerate(organs):
         colour = organ_colour(organ, i)
         s = _series(scene, f"{patient} {organ} risk", table, "fraction", organ, colour)
@@ -156,6 +151,17 @@ def _add_risk_chart(patient: str, organs: list, table, markers: dict, marker_tab
                 m.SetMarkerStyle(getattr(m, style))
                 m.SetMarkerSize(12 if kind == "onset" else 9)
                 chart.AddAndObservePlotSeriesNodeID(m.GetID())
+    return chart
+
+
+def risk_chart_node(scene, name: str, title: str):
+    """An empty plot chart of risk (0-1) over fractions."""
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GetUniqueNameByString(name))
+    chart.SetTitle(title)
+    chart.SetXAxisTitle("fraction")
+    chart.SetYAxisTitle("risk (probability of CTCAE grade >= 1)")
+    chart.SetYAxisRangeAuto(False)
+    chart.SetYAxisRange(0.0, 1.0)
     return chart
 
 

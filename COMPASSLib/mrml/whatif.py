@@ -13,7 +13,7 @@ import numpy as np
 
 from COMPASSLib.errors import InputError
 from COMPASSLib.mrml.nodes import ATTRIBUTE_PREFIX, _set_attributes, _style_volume, add_volume, organ_colour
-from COMPASSLib.mrml.risk import _fill_table, _series
+from COMPASSLib.mrml.risk import _fill_table, _series, risk_chart_node
 from COMPASSLib.mrml.scene import _nodes, get_scene
 
 CONTENT = "whatif"
@@ -82,12 +82,7 @@ def _array(image):
 def _chart(df, patient, scene, attrs):
     """Per organ and scenario: the delivered part solid (drawn once), the projected part from the last
     delivered fraction on in the scenario's line style, its interval's ends dotted."""
-    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GetUniqueNameByString(f"{patient} what-if chart"))
-    chart.SetTitle(f"What if: projected toxicity risk, {patient}")
-    chart.SetXAxisTitle("fraction")
-    chart.SetYAxisTitle("risk (probability of CTCAE grade >= 1)")
-    chart.SetYAxisRangeAuto(False)
-    chart.SetYAxisRange(0.0, 1.0)
+    chart = risk_chart_node(scene, f"{patient} what-if chart", f"What if: projected toxicity risk, {patient}")
     _set_attributes(chart, attrs)
     scenarios = list(dict.fromkeys(df["scenario"]))
     organs = list(dict.fromkeys(df["organ"]))
