@@ -258,6 +258,10 @@ def organ_renders(out_dir, patient, organs) -> list:
     except (CompassError, ImportError, OSError) as e:
         log.warning("report: no slice renders of %s (%s)", patient, e)
         return []
+    except Exception as e:   # noqa: BLE001 - an environment whose VTK cannot render (e.g. a Slicer build
+        # without EGL) must not cost the physicist the report: the images are left out, the reason logged
+        log.warning("report: no slice renders of %s (%s: %s)", patient, type(e).__name__, e, exc_info=True)
+        return []
 
 
 # --- the text -------------------------------------------------------------------------------------
