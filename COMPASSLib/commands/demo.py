@@ -11,6 +11,8 @@ def add_arguments(parser):
     parser.add_argument("--patients", type=int, default=8, help="synthetic patients (default 8)")
     parser.add_argument("--fractions", type=int, default=5, help="fractions per patient (default 5)")
     add_twin_arguments(parser)
+    # the demo uses every core: the generator and the run's heavy steps give the same bytes on any number
+    parser.set_defaults(workers=None)
 
 
 def run(args) -> int:
@@ -26,9 +28,14 @@ def run(args) -> int:
     out = check_output(Path(args.output), "output folder")
     check_output(out / "cohort", "synthetic cohort folder")
     check_outputs(out / "results", out / "results" / "cache")   # what `compass run` checks, before any work
+    import os
+
     seed = args.seed if args.seed is not None else 0
+    if args.workers is None:
+        args.workers = max(1, min(os.cpu_count() or 1, args.patients))
     print(f"synthetic cohort: {args.patients} patients x {args.fractions} fractions -> {out / 'cohort'}")
-    cohort = generate_cohort(out / "cohort", patients=args.patients, fractions=args.fractions, seed=seed)
+    cohort = generate_cohort(out / "cohort", patients=args.patients, fractions=args.fractions, seed=seed,
+                             workers=args.workers)
     metrics = run_job(cohort, out / "results", run_settings(args), progress=console(sys.stdout))
     print_summary(metrics, out / "results")
     return 1 if metrics["provenance"].get("feature_failures") else 0
