@@ -176,6 +176,20 @@ def _ensure_interaction_nodes(scene) -> None:
             scene.AddNode(node)
 
 
+def _view_node(scene, cls: str, layout_name: str, name: str | None = None):
+    """The scene's view node of that class and layout name (the application's singleton), made and added
+    as the application makes it where the scene has none."""
+    node = next((n for n in _nodes(scene, cls) if n.GetLayoutName() == layout_name), None)
+    if node is None:
+        node = getattr(_slicer(), cls)()
+        if name:
+            node.SetName(name)
+        node.SetLayoutName(layout_name)
+        node.SetSingletonTag(layout_name)
+        node = scene.AddNode(node)
+    return node
+
+
 class _View:
     """An offscreen render window with a renderer, an interactor and a displayable manager group."""
 
@@ -272,15 +286,7 @@ class SliceView(_View):
         vtkMRMLSliceLogic.AddSliceNode: on slicer-core 5.13 it returns a node outside the scene when the
         scene already has one, and displayable managers of a node outside the scene find no interaction
         node and draw nothing (no segment outlines)."""
-        slicer = _slicer()
-        node = next((n for n in _nodes(scene, "vtkMRMLSliceNode") if n.GetLayoutName() == layout_name), None)
-        if node is None:
-            node = slicer.vtkMRMLSliceNode()
-            node.SetName(layout_name)
-            node.SetLayoutName(layout_name)
-            node.SetSingletonTag(layout_name)
-            node = scene.AddNode(node)
-        return node
+        return _view_node(scene, "vtkMRMLSliceNode", layout_name, name=layout_name)
 
     def set_size(self, size) -> None:
         super().set_size(size)
@@ -341,17 +347,10 @@ class ThreeDView(_View):
     MANAGERS = ("vtkMRMLSegmentationsDisplayableManager3D", "vtkMRMLModelDisplayableManager")
 
     def __init__(self, scene, size=(512, 512)):
-        slicer = _slicer()
         super().__init__(scene, "vtkMRMLThreeDViewDisplayableManagerFactory", self.MANAGERS, size)
-        node = next((n for n in _nodes(scene, "vtkMRMLViewNode") if n.GetSingletonTag() == THREED_VIEW), None)
-        if node is None:
-            node = slicer.vtkMRMLViewNode()
-            node.SetSingletonTag(THREED_VIEW)
-            node.SetLayoutName(THREED_VIEW)
-            scene.AddNode(node)
-        self.node = node
+        self.node = _view_node(scene, "vtkMRMLViewNode", THREED_VIEW)
         self.renderer.SetBackground(*BACKGROUND_3D)
-        self.managers.SetMRMLDisplayableNode(node)
+        self.managers.SetMRMLDisplayableNode(self.node)
 
     def look_from_front(self) -> None:
         """The camera in front of the patient (anterior, +A), head up, showing every surface."""
