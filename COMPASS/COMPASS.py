@@ -553,15 +553,18 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
         (mrml.add_whatif). Returns (projection DataFrame, WhatIfNodes)."""
         from COMPASSLib.cohort import Cohort
         from COMPASSLib.twin import whatif
+        from COMPASSLib.twin.model import CompassTwin
 
         scenarios = [whatif.Scenario(whatif.AS_PLANNED)]
         if cls.parseScales(scales):
             scenarios.append(whatif.parse_scale(scales))
         cohort = Cohort.load(cohortPath).subset([patientId])
-        projection = whatif.project(modelPath, cohort, int(after), scenarios, progress=scaled(progress, 0.0, 0.8))
-        organs = [o for o, _ in scenarios[-1].scale] or sorted(set(projection["organ"]))
-        images = {o: whatif.projected_bed_image(modelPath, cohort, patientId, int(after), o, scenarios[-1])
-                  for o in organs}
+        twin = CompassTwin.load(modelPath)
+        # the projected BED volume of each scaled organ (of every organ when none is), from the same course
+        organs = [o for o, _ in scenarios[-1].scale] or list(twin.organs_)
+        projection, images = whatif.project(twin, cohort, int(after), scenarios, bed_of=organs,
+                                            progress=scaled(progress, 0.0, 0.9))
+        images = {o: images[(scenarios[-1].name, patientId, o)] for o in organs}
         nodes = mrml.add_whatif(projection, patientId, slicer.mrmlScene, bed_images=images)
         mrml.show_plot(slicer.mrmlScene.GetNodeByID(nodes.chart))
         report(progress, 1.0, f"projected {patientId} after fraction {after}")

@@ -43,7 +43,6 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import json
 import logging
 import math
 import os

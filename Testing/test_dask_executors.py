@@ -66,3 +66,19 @@ def test_feature_cache_entry_stays_whole_under_concurrent_writers(tmp_path, pool
     assert all(r is None or r == ROWS for r in reads)
     assert reader.load_maps("k" * 64)["bed_Heart"].shape == (32, 32, 16)
     assert not list((tmp_path / "P1").glob(".*tmp*"))     # no temporary file left behind
+
+
+def test_one_thread_covers_itk_and_torch_and_restores_them():
+    """A feature task runs SimpleITK on one thread (ITK's default is one per core: workers sharing a
+    machine would oversubscribe it, and reductions could depend on the core count), then leaves the
+    process's own settings as they were."""
+    import SimpleITK as sitk
+    import torch
+
+    from COMPASSLib.executors import one_thread
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), torch.get_num_threads()
+    with one_thread():
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+        assert torch.get_num_threads() == 1
+    assert (sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), torch.get_num_threads()) == before

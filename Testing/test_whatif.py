@@ -77,8 +77,19 @@ def test_scaled_organ_bed_is_the_formula_voxel_by_voxel(trained, small_cohort):
     planned = sitk.GetArrayFromImage(whatif.projected_bed_image(out / "model", cohort, PATIENT, 1, "Heart"))
     np.testing.assert_allclose(planned, 3 * bed1, rtol=2e-6, atol=1e-6)
 
-    frame = whatif.project(out / "model", cohort, 1, whatif.scenarios_from_options(["Heart=0.5"]),
+    # the same projection with the BED images from its own course (what the Slicer module shows); a loaded
+    # twin finds its training table beside its folder as the path does
+    from COMPASSLib.twin.model import CompassTwin
+
+    frame, images = whatif.project(CompassTwin.load(out / "model"), cohort, 1,
+                                   whatif.scenarios_from_options(["Heart=0.5"]), cache_dir=out / "cache", draws=4,
+                                   bed_of=["Heart"])
+    assert sorted(images) == [("Heart=0.5", PATIENT, "Heart"), ("as_planned", PATIENT, "Heart")]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(images[("Heart=0.5", PATIENT, "Heart")]), got)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(images[("as_planned", PATIENT, "Heart")]), planned)
+    again = whatif.project(out / "model", cohort, 1, whatif.scenarios_from_options(["Heart=0.5"]),
                            cache_dir=out / "cache", draws=4)
+    pd.testing.assert_frame_equal(frame, again)
     last = frame[frame["fraction"] == 3].set_index(["scenario", "organ"])
     assert last.loc[("Heart=0.5", "Heart"), "bed_mean_gy"] == pytest.approx(expected[heart].mean(), rel=1e-5)
     assert last.loc[("as_planned", "Heart"), "bed_mean_gy"] == pytest.approx(3 * bed1[heart].mean(), rel=1e-5)

@@ -24,9 +24,12 @@ def extract_patient(cohort, patient_id: str, settings, cache_dir=None, organs=No
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     out = {"patient": patient_id, "rows": [], "warnings": [], "computed": [], "inputs": {}, "timings": [],
            "error": None}
+    from COMPASSLib.executors import one_thread
+
     try:
-        _extract(cohort, PatientContext(patient_id, list(organs or organs_to_score(settings, cohort)), settings),
-                 cache_dir, out)
+        with one_thread():   # the same numbers in-process, on a pool or a Dask worker; no oversubscription
+            _extract(cohort, PatientContext(patient_id, list(organs or organs_to_score(settings, cohort)),
+                                            settings), cache_dir, out)
     except CompassError as e:
         out["error"] = str(e.at(patient=patient_id))
         out["rows"] = []

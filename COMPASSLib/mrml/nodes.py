@@ -68,7 +68,10 @@ def _style_volume(node, modality: str, high: float | None = None) -> None:
         display.SetAutoWindowLevel(False)
         display.SetWindowLevel(*CT_WINDOW_LEVEL)
         return
-    colour_id = {"pet": "vtkMRMLPETProceduralColorNodePET-Heat"}.get(modality, "vtkMRMLColorTableNodeRainbow")
+    # dose as planning systems wash it: blue-purple low, red at the series' maximum (Slicer's Rainbow
+    # runs the other way, red at 0, and would paint the low-dose bath red)
+    colour_id = {"pet": "vtkMRMLPETProceduralColorNodePET-Heat"}.get(modality,
+                                                                     "vtkMRMLColorTableNodeReverseRainbow")
     if node.GetScene().GetNodeByID(colour_id) is not None:
         display.SetAndObserveColorNodeID(colour_id)
     if modality in DOSE_MODALITIES and high is not None and high > NO_DOSE_GY:

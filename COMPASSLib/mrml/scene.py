@@ -87,7 +87,11 @@ def module_logics(scene=None) -> dict:
 def _work_home() -> Path:
     """One private folder per process for what bare scenes need on disk: an (empty) ColorFiles
     folder for the colour logic and the cache where nested bundles are unpacked."""
+    import atexit
+    import shutil
+
     home = Path(tempfile.mkdtemp(prefix="compass-mrml-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)   # nothing left in the temp folder at exit
     (home / "ColorFiles").mkdir()
     (home / "cache").mkdir()
     return home

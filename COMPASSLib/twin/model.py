@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -242,6 +243,7 @@ class CompassTwin(BaseEstimator):
         twin.n_features_in_ = len(stored.feature_names)
         twin.parts_ = stored.parts
         twin.provenance_ = stored.provenance
+        twin.path_ = Path(path)        # where it was read from: what sits beside it (features.csv) is found
         return twin
 
     def feature_settings(self):

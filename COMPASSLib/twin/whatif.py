@@ -273,8 +273,11 @@ def _training_table(model, training):
 
     if training is None or isinstance(training, pd.DataFrame):
         return training
-    path = Path(model).resolve().parent / "features.csv" if training == "auto" else Path(training)
-    if training == "auto" and (not isinstance(model, (str, Path)) or not path.is_file()):
+    # a model folder, or a twin loaded from one (CompassTwin.load records it as path_)
+    folder = Path(model) if isinstance(model, (str, Path)) else getattr(model, "path_", None)
+    path = (folder.resolve().parent / "features.csv" if folder is not None else None) if training == "auto" \
+        else Path(training)
+    if training == "auto" and (path is None or not path.is_file()):
         log.warning("no training features.csv beside the model: image-feature forecasts carry no residual "
                     "spread (the interval is the classifier's alone)")
         return None
@@ -284,7 +287,7 @@ def _training_table(model, training):
 
 
 def project(model, cohort, after, scenarios=None, *, planned=None, cache_dir=None, training="auto",
-            draws=DEFAULT_DRAWS, seed=0, features=False, progress=None):
+            draws=DEFAULT_DRAWS, seed=0, features=False, bed_of=(), progress=None):
     """The projection after fraction `after` of every patient of `cohort` (a Cohort or cohort.json path):
     a DataFrame in PROJECTION_COLUMNS + EXTRA_COLUMNS, one row per scenario, patient, organ and fraction
     (delivered fractions repeated in every scenario, `delivered` True). `model`: a model folder or a
@@ -292,7 +295,9 @@ def project(model, cohort, after, scenarios=None, *, planned=None, cache_dir=Non
     number of fractions (default: the patient's fractions on file); `cache_dir`: the feature cache for the
     delivered fractions; `training`: see _training_table. `attrs["settings"]` records what was used.
     With `features`, returns (projection, feature table): the scored rows of the point forecast, every
-    column of the twin's table, with a `scenario` column."""
+    column of the twin's table, with a `scenario` column. With `bed_of` (organ names), returns
+    (projection, images): {(scenario name, patient, organ): the organ's projected cumulative BED at the end
+    of the course (projected_bed_image's image)} from the same course, so nothing is read twice."""
     from COMPASSLib.cohort import Cohort
     from COMPASSLib.twin.forecast import ImageForecast, image_columns
     from COMPASSLib.twin.model import CompassTwin
@@ -300,13 +305,17 @@ def project(model, cohort, after, scenarios=None, *, planned=None, cache_dir=Non
     twin = model if isinstance(model, CompassTwin) else CompassTwin.load(model)
     scenarios = list(scenarios or [Scenario(AS_PLANNED)])
     check_scenarios(scenarios, twin.organs_)
+    if features and bed_of:
+        raise ValueError("project: ask for the feature table or the BED images, not both")
+    for organ in bed_of:
+        _known_organ(twin, organ)
     if len({s.name for s in scenarios}) != len(scenarios):
         raise InputError(f"scenario names repeat: {[s.name for s in scenarios]}")
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     fs, organs = twin.feature_settings(), twin.organs_
     training = _training_table(model, training)
     rng = np.random.default_rng(seed)
-    rows, meta = [], {}          # rows of pseudo-patients; pseudo id -> (scenario, patient, draw)
+    rows, meta, images = [], {}, {}     # rows of pseudo-patients; pseudo id -> (scenario, patient, draw)
     for n, pid in enumerate(cohort.patient_ids):
         report(progress, n / len(cohort.patient_ids), f"patient {pid}: delivered fractions 1..{after}")
         course = Course(cohort, pid, after, fs, organs, planned)
@@ -320,6 +329,7 @@ def project(model, cohort, after, scenarios=None, *, planned=None, cache_dir=Non
                 key = f"w{len(meta)}"
                 meta[key] = (s.name, pid, m)
                 rows += [{**r, "patient": key} for r in delivered + future]
+            images.update({(s.name, pid, o): im for o, im in _bed_images(course, list(bed_of), s, fs).items()})
     report(progress, 0.9, "scoring the projections")
     out, table = _score(twin, fs, rows, meta, after)
     out.attrs["settings"] = {
@@ -330,7 +340,7 @@ def project(model, cohort, after, scenarios=None, *, planned=None, cache_dir=Non
                      "columns": "ct_*, pet_* (and their _delta_ columns)"},
         "feature_settings": fs.to_dict()}
     report(progress, 1.0, "projected")
-    return (out, table) if features else out
+    return (out, table) if features else (out, images) if bed_of else out
 
 
 def _score(twin, fs, rows, meta, after):
@@ -378,26 +388,40 @@ def projected_bed_image(model, cohort, patient_id, after, organ, scenario=None, 
     """The organ's projected cumulative BED at the end of the course under `scenario` (a Scenario, a
     "Heart=0.5" string or None for as planned): float32 SimpleITK image on the patient's grid, the organ's
     own alpha/beta in every voxel (features.organ_bed), FrameOfReferenceUID and alpha/beta as metadata."""
-    from COMPASSLib import resources
     from COMPASSLib.cohort import Cohort
-    from COMPASSLib.geometry import image_like
     from COMPASSLib.twin.model import CompassTwin
 
     twin = model if isinstance(model, CompassTwin) else CompassTwin.load(model)
-    if organ not in twin.organs_:
-        raise InputError(f"unknown organ {organ!r}; the twin knows {', '.join(twin.organs_)}")
+    _known_organ(twin, organ)
     scenario = parse_scale(scenario) if isinstance(scenario, str) else (scenario or Scenario(AS_PLANNED))
     check_scenarios([scenario], twin.organs_)
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     fs = twin.feature_settings()
-    course = Course(cohort, patient_id, after, fs, twin.organs_, planned)
-    image = image_like(course.final_state(scenario)[f"bed_{organ}"], course.reference, np.float32)
-    for key in ("FrameOfReferenceUID",):
-        if course.reference.HasMetaDataKey(key):
-            image.SetMetaData(key, course.reference.GetMetaData(key))
-    image.SetMetaData("COMPASS_alpha_beta_gy", str(resources.alpha_beta(organ, fs.alpha_beta)))
-    image.SetMetaData("COMPASS_scenario", scenario.name)
-    return image
+    return _bed_images(Course(cohort, patient_id, after, fs, twin.organs_, planned), [organ], scenario, fs)[organ]
+
+
+def _known_organ(twin, organ) -> None:
+    if organ not in twin.organs_:
+        raise InputError(f"unknown organ {organ!r}; the twin knows {', '.join(twin.organs_)}")
+
+
+def _bed_images(course, organs, scenario, fs) -> dict:
+    """organ -> its cumulative BED after the course's last fraction under `scenario` (one pass over the
+    remaining fractions for all organs)."""
+    from COMPASSLib import resources
+    from COMPASSLib.geometry import image_like
+
+    if not organs:
+        return {}
+    state, out = course.final_state(scenario), {}
+    for organ in organs:
+        image = image_like(state[f"bed_{organ}"], course.reference, np.float32)
+        if course.reference.HasMetaDataKey("FrameOfReferenceUID"):
+            image.SetMetaData("FrameOfReferenceUID", course.reference.GetMetaData("FrameOfReferenceUID"))
+        image.SetMetaData("COMPASS_alpha_beta_gy", str(resources.alpha_beta(organ, fs.alpha_beta)))
+        image.SetMetaData("COMPASS_scenario", scenario.name)
+        out[organ] = image
+    return out
 
 
 # the report projects at most this many warned patients (those with the highest risk): each costs the

@@ -12,7 +12,10 @@ per-patient-fraction costs (goal: < 2 h wall, < 4 GiB per worker), with the numb
 
     .venv/bin/python Testing/Benchmarks/bench_scale.py                  # 10,20,40,80 x 5 and 10,20 x 30 fx
     .venv/bin/python Testing/Benchmarks/bench_scale.py --sizes 4,8 --long-sizes "" --quick
-Options: --workers 1,2  --profile fast|full (default full)  --epochs N  --keep DIR (reuse cohorts)
+Options: --workers 1,2  --profile fast|full (default full)  --epochs N  --keep DIR (reuse cohorts and runs)
+  --repeat N: at least N runs of each point, the fastest counted (on a shared 2-core machine one run of the
+  same tasks varies by up to 25 %: other processes take a core); with --keep, the runs measured before
+  (DIR/results.json) count, so `--keep DIR --repeat 2 --workers 2` adds a second run of the 2-worker points only.
 """
 from __future__ import annotations
 
@@ -118,7 +121,7 @@ def project(rows, patients=1000, fractions=30, workers=64) -> None:
                      big["steps"]["evaluation"]["max_task_peak_rss_bytes"] + 3 * big["table_bytes"] * target_pf / big["pf"]) / GIB
     sizes = ", ".join(f"{r['patients']}x{r['fractions']}" for r in runs)
     print(f"\nprojection for {patients} patients x {fractions} fractions on {workers} workers, from the slopes of "
-          f"the runs on {most} worker(s) ({', '.join(f'{r[chr(112) + chr(97) + chr(116) + chr(105) + chr(101) + chr(110) + chr(116) + chr(115)]}x{r[chr(102) + chr(114) + chr(97) + chr(99) + chr(116) + chr(105) + chr(111) + chr(110) + chr(115)]}' for r in runs)}):")
+          f"the runs on {most} worker(s) ({sizes}):")
     print(f"  features: {feat_per_pf:.3f} worker-s per patient-fraction x {target_pf} / {workers} = {features_s:.0f} s")
     print(f"  evaluation: group-kfold:10, {fold_per_pf:.4f} worker-s per training patient-fraction x "
           f"{0.9 * target_pf:.0f} per fold, 10 folds side by side = {folds_s:.0f} s")
@@ -142,7 +145,8 @@ def main(argv=None) -> int:
                     help="evaluation folds (default group-kfold:10, the department-scale default: LOPO's cost grows "
                          "with the square of the cohort)")
     ap.add_argument("--quick", action="store_true", help="fast profile, 5 epochs, 20 bootstrap resamples")
-    ap.add_argument("--keep", metavar="DIR", help="folder for cohorts and runs (kept; cohorts reused)")
+    ap.add_argument("--keep", metavar="DIR", help="folder for cohorts and runs (kept; cohorts and results reused)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per point at least; the fastest counts")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:                                   # the child process: one run, JSON on the last line
@@ -157,22 +161,38 @@ def main(argv=None) -> int:
     plan = [(int(p), 5) for p in args.sizes.split(",") if p] + [(int(p), 30) for p in args.long_sizes.split(",") if p]
     worker_counts = [int(w) for w in args.workers.split(",")]
     root = Path(args.keep or tempfile.mkdtemp(prefix="bench_scale_"))
-    rows = []
-    print(f"settings {settings}; folder {root}")
+    results = root / "results.json"
+    # runs measured before in this folder with the same settings (--keep): they count towards --repeat
+    runs = [r for r in (json.loads(results.read_text()) if results.is_file() else []) if r["settings"] == settings]
+    rows = []                      # one per point: its fastest run
+    print(f"settings {settings}; folder {root}; {len(runs)} earlier runs")
     print(f"{'patients':>8} {'fx':>3} {'workers':>7} {'wall s':>8} {'features':>8} {'folds':>7} {'final':>6} "
           f"{'job MiB':>8} {'patient MiB':>11}")
     for patients, fractions in plan:
         cohort = cohort_for(root, patients, fractions)
         if cohort is None:
             continue
-        for w in worker_counts:
-            r = measure(cohort, w, root / f"run_{patients}x{fractions}_w{w}", settings)
-            r.update(patients=patients, fractions=fractions, workers=w, pf=patients * fractions)
+        # the worker counts asked for are measured; those measured before (--keep) are shown and counted too
+        for w in sorted(set(worker_counts) | {r["workers"] for r in runs}):
+            done = [r for r in runs if (r["patients"], r["fractions"], r["workers"]) == (patients, fractions, w)]
+            for _ in range(args.repeat - len(done) if w in worker_counts else 0):
+                r = measure(cohort, w, root / f"run_{patients}x{fractions}_w{w}", settings)
+                r.update(patients=patients, fractions=fractions, workers=w, pf=patients * fractions,
+                         settings=settings, measured=time.strftime("%Y-%m-%d %H:%M"))
+                runs.append(r)
+                done.append(r)
+                results.write_text(json.dumps(runs, indent=1))
+            if not done:
+                continue
+            r = min(done, key=lambda x: x["wall_s"])
+            walls = ", ".join(f"{x['wall_s']:.1f}" for x in done)
             rows.append(r)
             st = r["steps"]
             print(f"{patients:>8} {fractions:>3} {w:>7} {r['wall_s']:>8.1f} {st['features']['seconds']:>8.1f} "
                   f"{st['evaluation']['seconds']:>7.1f} {st['final_fit']['seconds']:>6.1f} "
-                  f"{r['main_peak_rss_bytes'] / 2**20:>8.0f} {r['patient_peak_rss_bytes'] / 2**20:>11.0f}", flush=True)
+                  f"{r['main_peak_rss_bytes'] / 2**20:>8.0f} {r['patient_peak_rss_bytes'] / 2**20:>11.0f}"
+                  + (f"  (fastest of {len(done)}: {walls} s)" if len(done) > 1 else ""), flush=True)
+    worker_counts = sorted({r["workers"] for r in rows})
     for w in worker_counts:
         pts = [r for r in rows if r["workers"] == w]
         if len({r["pf"] for r in pts}) < 2:
