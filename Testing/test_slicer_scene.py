@@ -222,7 +222,12 @@ def test_ct_in_a_soft_tissue_window_and_dose_in_colour_with_no_dose_transparent(
     seqs = sequences(s)
     for modality in ("dose", "bed", "eqd2"):
         display = proxy(s, modality).GetDisplayNode()
-        assert display.GetColorNodeID() != "vtkMRMLColorTableNodeGrey", modality
+        # a planning system's dose wash: purple at 0 Gy, then blue, green, yellow, red at the series' maximum
+        lut = display.GetColorNode().GetLookupTable()
+        n = lut.GetNumberOfTableValues()
+        wash = [lut.GetTableValue(i)[:3] for i in (0, n // 4, n // 2, 3 * n // 4, n - 1)]
+        expected = [(0.8, 0.0, 1.0), (0.0, 0.4, 1.0), (0.0, 1.0, 0.39), (0.81, 1.0, 0.0), (1.0, 0.0, 0.0)]
+        assert np.allclose(wash, expected, atol=0.02), (modality, wash)
         high = max(float(slicer.util.arrayFromVolume(n).max()) for n in items(seqs[modality]))
         # one scale for the whole series (a rising cumulative BED shows), 0 Gy transparent
         assert not display.GetAutoWindowLevel()

@@ -37,7 +37,7 @@ from COMPASSLib.mrml.bundle import load_scene, save_scene
 from COMPASSLib.mrml.coordinates import LPS_TO_RAS, ijk_to_ras, node_ijk_to_ras, volume_to_image
 from COMPASSLib.mrml.dicom_scene import patient_studies, scene_cohort, scene_patients
 from COMPASSLib.mrml.nodes import (ATTRIBUTE_PREFIX, ORGAN_COLOURS, add_segmentation, add_sequence, add_volume,
-                                   organ_colour, segment_array)
+                                   dose_colour_table, organ_colour, segment_array)
 from COMPASSLib.mrml.patient import (MODALITIES, PatientNodes, add_dose_maps, add_fraction_series, add_provenance,
                                      load_patient, read_fractions, show_patient)
 from COMPASSLib.mrml.risk import RISK_COLUMNS, add_risk_plot, add_risk_table, read_risk, show_plot
@@ -55,7 +55,7 @@ __all__ = [
     "DOSE_VOLUME_ATTRIBUTE", "LPS_TO_RAS", "MODALITIES", "ORGAN_COLOURS", "PatientNodes", "RISK_COLUMNS", "WhatIfNodes",
     "add_dose_maps", "add_fraction_series", "add_provenance", "add_risk_plot", "add_risk_table",
     "add_segmentation", "add_sequence", "add_texture_files", "add_texture_maps", "add_texture_overlay",
-    "add_volume", "add_whatif", "dose_unit", "ensure_slice_views", "get_scene", "has_app", "ijk_to_ras", "load_patient",
+    "add_volume", "add_whatif", "dose_colour_table", "dose_unit", "ensure_slice_views", "get_scene", "has_app", "ijk_to_ras", "load_patient",
     "load_scene", "module_logics", "new_scene", "node_ijk_to_ras", "nodes_by_class", "organ_colour",
     "patient_studies", "read_fractions", "read_risk", "release_scene", "remove_whatif", "report", "save_scene", "scaled",
     "scene_cohort", "scene_patients", "segment_array", "show_layers", "show_overlay", "show_patient",

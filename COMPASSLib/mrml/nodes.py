@@ -68,12 +68,11 @@ def _style_volume(node, modality: str, high: float | None = None) -> None:
         display.SetAutoWindowLevel(False)
         display.SetWindowLevel(*CT_WINDOW_LEVEL)
         return
-    # dose as planning systems wash it: blue-purple low, red at the series' maximum (Slicer's Rainbow
-    # runs the other way, red at 0, and would paint the low-dose bath red)
-    colour_id = {"pet": "vtkMRMLPETProceduralColorNodePET-Heat"}.get(modality,
-                                                                     "vtkMRMLColorTableNodeReverseRainbow")
-    if node.GetScene().GetNodeByID(colour_id) is not None:
-        display.SetAndObserveColorNodeID(colour_id)
+    if modality == "pet":
+        if node.GetScene().GetNodeByID(PET_COLOURS) is not None:
+            display.SetAndObserveColorNodeID(PET_COLOURS)
+    else:
+        display.SetAndObserveColorNodeID(dose_colour_table(node.GetScene()).GetID())
     if modality in DOSE_MODALITIES and high is not None and high > NO_DOSE_GY:
         display.SetAutoWindowLevel(False)
         display.SetWindowLevelMinMax(0.0, float(high))
@@ -81,6 +80,33 @@ def _style_volume(node, modality: str, high: float | None = None) -> None:
         display.SetLowerThreshold(NO_DOSE_GY)
         display.SetUpperThreshold(float(high))
         display.SetApplyThreshold(True)
+
+
+PET_COLOURS = "vtkMRMLPETProceduralColorNodePET-Heat"
+DOSE_COLOURS = "COMPASS dose"
+
+
+def colour_table(scene, name: str, rgba, n: int = 256):
+    """The user colour table `name` of the scene (made once): entry i has the colour rgba(i / (n - 1))."""
+    for node in _nodes(scene, "vtkMRMLColorTableNode"):
+        if node.GetName() == name:
+            return node
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
+    table.SetTypeToUser()
+    table.SetNumberOfColors(n)
+    for i in range(n):
+        table.SetColor(i, f"{i}", *rgba(i / (n - 1)))
+    table.SetAttribute("Category", "COMPASS")
+    return table
+
+
+def dose_colour_table(scene=None):
+    """Dose, BED and EQD2 as a planning system washes dose: purple at 0 through blue, green and yellow to
+    red at the top of the window (hue 0.8 -> 0). Slicer's Rainbow runs the other way (red at 0: the
+    low-dose bath would read as hot), and its ReverseRainbow wraps through magenta (purple -> red only)."""
+    import colorsys
+
+    return colour_table(get_scene(scene), DOSE_COLOURS, lambda t: (*colorsys.hsv_to_rgb(0.8 * (1 - t), 1, 1), 1.0))
 
 
 # --- segmentations -------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import numpy as np
 from COMPASSLib.errors import InputError
 from COMPASSLib.mrml.coordinates import _array, volume_to_image
 from COMPASSLib.mrml.hierarchy import patient_item, place
-from COMPASSLib.mrml.nodes import ATTRIBUTE_PREFIX, _style_volume, add_volume, segment_array
+from COMPASSLib.mrml.nodes import ATTRIBUTE_PREFIX, _style_volume, add_volume, colour_table, segment_array
 from COMPASSLib.mrml.patient import PatientNodes
-from COMPASSLib.mrml.scene import _nodes, get_scene, module_logics
+from COMPASSLib.mrml.scene import get_scene, module_logics
 from COMPASSLib.mrml.slicerrt import GRAY, mark_dose_volume, unit_study
 from COMPASSLib.mrml.views import show_layers
 from COMPASSLib.progress import report, scaled
@@ -58,22 +58,13 @@ def _place_overlay(scene, node, patient_id: str, feature: str | None) -> None:
 
 def texture_colour_table(scene=None):
     """The colour table of texture overlays (dark to bright; colour 0 transparent so the CT shows)."""
-    scene = get_scene(scene)
-    name = "COMPASS texture"
-    for node in _nodes(scene, "vtkMRMLColorTableNode"):
-        if node.GetName() == name:
-            return node
-    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
-    table.SetTypeToUser()
-    n = 256
-    table.SetNumberOfColors(n)
     xs = [p for p, _ in _TEXTURE_COLOURS]
-    for i in range(n):
-        t = i / (n - 1)
+
+    def rgba(t):
         rgb = [float(np.interp(t, xs, [c[j] for _, c in _TEXTURE_COLOURS])) for j in range(3)]
-        table.SetColor(i, f"{i}", *rgb, 0.0 if i == 0 else 1.0)
-    table.SetAttribute("Category", "COMPASS")
-    return table
+        return (*rgb, 0.0 if t == 0 else 1.0)
+
+    return colour_table(get_scene(scene), "COMPASS texture", rgba)
 
 
 def add_texture_overlay(texture, name: str, background_node=None, scene=None, reference=None,
