@@ -22,7 +22,8 @@ class CompassError(Exception):
         if self.patient is not None:
             parts.append(f"patient {self.patient}")
         if self.fraction is not None:
-            parts.append(f"fraction {self.fraction}")
+            # fractions count from 1; the manifest's planning entry (CT and structures) is index 0
+            parts.append("planning scan" if self.fraction == 0 else f"fraction {self.fraction}")
         if self.file is not None:
             parts.append(f"file {self.file}")
         return ", ".join(parts)

@@ -60,6 +60,9 @@ def test_resources_found_and_synonyms():
 def test_error_names_file_patient_fraction():
     e = CompassError("RTDOSE has no DoseGridScaling", file="/x/RD.dcm", patient="P7", fraction=3)
     assert str(e) == "RTDOSE has no DoseGridScaling [patient P7, fraction 3, file /x/RD.dcm]"
+    # the manifest's planning entry has index 0: named as what it is, not as a fraction nobody delivered
+    e = CompassError("CT series has gaps", file="/x/CT", patient="P7", fraction=0)
+    assert str(e) == "CT series has gaps [patient P7, planning scan, file /x/CT]"
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):

@@ -98,27 +98,27 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
-def _contours(args, dose_image, names):
-    """ROI name -> contours when STRUCTURES is an RTSTRUCT, else None (a labelmap has only voxels: asking
-    for supersampling then is an InputError rather than a silent whole-voxel DVH)."""
+def _read(args, dose_image):
+    """(masks, contours): ROI name -> contours when STRUCTURES is an RTSTRUCT and sub-voxels may be wanted
+    (one read for both), else None. A labelmap has only voxels: asking for supersampling then is an
+    InputError rather than a silent whole-voxel DVH."""
+    from COMPASSLib import io
     from COMPASSLib.errors import InputError
     from COMPASSLib.io.images import image_suffix
-    from COMPASSLib.io.rtstruct import read_rtstruct_contours
 
-    if image_suffix(args.structures) is None:
-        return read_rtstruct_contours(args.structures, dose_image, rois=names)
-    if args.supersample not in ("auto", 1):
+    if image_suffix(args.structures) is not None and args.supersample not in ("auto", 1):
         raise InputError(f"--supersample {args.supersample} needs contours (an RTSTRUCT); this is a labelmap, "
                          "whose DVH counts whole voxels (use --supersample auto or 1)", file=args.structures)
-    return None
+    if args.supersample == 1:
+        return io.read_structures([args.structures], dose_image, rois=args.roi), None
+    return io.read_structures([args.structures], dose_image, rois=args.roi, with_contours=True)
 
 
 def run(args) -> int:
     from COMPASSLib import io
 
     dose_image = io.read_volume(args.dose, "dose")
-    masks = io.read_structures([args.structures], dose_image, rois=args.roi)
-    contours = _contours(args, dose_image, list(masks)) if args.supersample != 1 else None
+    masks, contours = _read(args, dose_image)
     rows = roi_metrics(dose_image, masks, vx_gy=tuple(args.vx), contours=contours, supersample=args.supersample)
     if args.json:
         print(json.dumps({"rois": rows}, indent=2))

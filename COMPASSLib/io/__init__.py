@@ -91,9 +91,10 @@ def _read_dose_sum(files, patient, fraction):
     return total
 
 
-def read_structures(files, reference, rois=None, patient=None, fraction=None) -> dict:
+def read_structures(files, reference, rois=None, patient=None, fraction=None, with_contours=False):
     """ROI/segment name -> uint8 mask on `reference`'s grid, from an RTSTRUCT file or a
-    labelmap / .seg.nrrd file (resampled onto the reference when its grid differs)."""
+    labelmap / .seg.nrrd file (resampled onto the reference when its grid differs). `with_contours`:
+    (masks, contours) with the RTSTRUCT's contours per ROI from the same read, None for a labelmap."""
     files = _files(files)
     if len(files) != 1:
         raise InputError(f"expected one structure file, got {len(files)}", patient=patient, fraction=fraction)
@@ -103,7 +104,8 @@ def read_structures(files, reference, rois=None, patient=None, fraction=None) ->
         from COMPASSLib.io.rtstruct import read_rtstruct
 
         try:
-            return read_rtstruct(files[0], reference, rois=rois, patient=patient, fraction=fraction)
+            return read_rtstruct(files[0], reference, rois=rois, patient=patient, fraction=fraction,
+                                 with_contours=with_contours)
         except CompassError as e:   # errors found deep in the contours know their item, not the file
             raise e.at(file=files[0], patient=patient, fraction=fraction) from None
     from COMPASSLib.geometry import resample_mask
@@ -123,7 +125,7 @@ def read_structures(files, reference, rois=None, patient=None, fraction=None) ->
         if rois is not None and not _any(out[name]):
             raise InputError(f"segment {name!r} is empty on the reference grid", file=single,
                              patient=patient, fraction=fraction)
-    return out
+    return (out, None) if with_contours else out
 
 
 def _any(image) -> bool:

@@ -430,16 +430,17 @@ def read_rtstruct_contours(path, reference, rois=None, patient=None, fraction=No
     return dict(_wanted_contours(path, reference, _names(rois), patient, fraction))
 
 
-def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> dict:
+def read_rtstruct(path, reference, rois=None, patient=None, fraction=None, with_contours=False):
     """ROI name (as in the file) -> `SimpleITK.Image` uint8 0/1 on `reference`'s grid.
 
     `rois`: names to read (all when None); a requested name that is absent or empty is an InputError.
+    `with_contours`: returns (masks, {name: contours as read_rtstruct_contours gives them}) from one read.
     """
     import SimpleITK as sitk
 
     where = dict(file=path, patient=patient, fraction=fraction)
     rois = _names(rois)
-    masks = {}
+    masks, kept = {}, {}
     for name, contours in _wanted_contours(path, reference, rois, patient, fraction):
         array = rasterise_roi(contours, reference, name, path, patient, fraction)
         if not array.any():
@@ -451,4 +452,5 @@ def read_rtstruct(path, reference, rois=None, patient=None, fraction=None) -> di
         image = sitk.GetImageFromArray(array.astype(np.uint8))
         image.CopyInformation(reference)
         masks[name] = image
-    return masks
+        kept[name] = contours
+    return (masks, kept) if with_contours else masks
