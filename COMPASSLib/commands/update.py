@@ -6,11 +6,16 @@ DESCRIPTION = (HELP + ". Only fractions not yet in the feature cache (default: M
                "`compass run` filled) are computed.")
 
 
-def add_arguments(parser):
+def add_model_and_patient(parser):
+    """MODEL PATIENT_DIR [--cache DIR]: what every command scoring one patient with a saved twin takes."""
     parser.add_argument("model", metavar="MODEL", help="model folder written by `compass run` (OUT/model)")
     parser.add_argument("patient_dir", metavar="PATIENT_DIR",
                         help="the patient's DICOM folder (scanned) or a folder with cohort.json")
     parser.add_argument("--cache", metavar="DIR", help="feature cache folder (default MODEL/../cache)")
+
+
+def add_arguments(parser):
+    add_model_and_patient(parser)
     parser.add_argument("--workers", type=int, default=1, help="feature extraction processes (default 1)")
 
 

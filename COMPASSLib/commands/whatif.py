@@ -8,9 +8,9 @@ DESCRIPTION = (HELP + ". Scenarios: as_planned (always), each --scale, each --pl
 
 
 def add_arguments(parser):
-    parser.add_argument("model", metavar="MODEL", help="model folder written by `compass run` (OUT/model)")
-    parser.add_argument("patient_dir", metavar="PATIENT_DIR",
-                        help="the patient's DICOM folder (scanned) or a folder with cohort.json")
+    from COMPASSLib.commands.update import add_model_and_patient
+
+    add_model_and_patient(parser)
     parser.add_argument("--after", metavar="K", type=int, required=True, help="fractions delivered (1..K)")
     parser.add_argument("--scale", metavar="ORGAN=F", action="append", default=[],
                         help="scale the dose inside ORGAN by F for the remaining fractions (Heart=0.5; "
@@ -22,7 +22,6 @@ def add_arguments(parser):
                         help="the course in N fractions: the as-planned remaining physical dose split over N-K")
     parser.add_argument("--planned", metavar="N", type=int,
                         help="planned number of fractions of the course (default: the patient's fractions on file)")
-    parser.add_argument("--cache", metavar="DIR", help="feature cache folder (default MODEL/../cache)")
     parser.add_argument("--training-features", metavar="CSV",
                         help="the twin's training feature table for the forecast residuals (default MODEL/../features.csv)")
     parser.add_argument("--draws", type=int, default=None, help="forecast residual draws per trajectory (default 40)")
