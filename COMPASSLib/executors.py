@@ -63,8 +63,9 @@ def one_thread():
     thread, or this process with all cores), and workers sharing a machine do not oversubscribe it. ITK's
     own default is a thread per core in every process: two single-thread Dask workers on 2 cores ran their
     feature tasks 17-22 % slower than one worker alone (fork-join filters waiting for a core the other
-    worker holds), and on the synthetic grids one ITK thread was faster even alone (31.8 s against 34.7 s
-    for 20 patients' features). The libraries are loaded first, since the limit reaches loaded ones only."""
+    worker holds); alone, one ITK thread costs nothing on the synthetic grids (10 patients' features: 16.4 s
+    with one thread, 16.4-17.7 s with two). The libraries are loaded first, since the limit reaches loaded
+    ones only."""
     import scipy.optimize  # noqa: F401  (loads scipy's own BLAS)
     import SimpleITK as sitk
     import sklearn.linear_model  # noqa: F401

@@ -187,9 +187,10 @@ class Course:
             _, state = add_fraction(d, self.organs, self.settings.alpha_beta, state)
         return state
 
-    def future_rows(self, scenario: Scenario, ctx) -> list:
-        """Feature rows (features.fraction) of the projected fractions; ct_/pet_ columns are left to the
-        forecast (the images are not known: no CT, no PET)."""
+    def future_rows(self, scenario: Scenario, ctx):
+        """(rows, state): the feature rows (features.fraction) of the projected fractions, ct_/pet_ columns
+        left to the forecast (the images are not known: no CT, no PET), and the running sums after the last
+        of them (final_state's, from the same pass)."""
         from COMPASSLib.features.fraction import fraction_rows
         from COMPASSLib.geometry import image_like
         from COMPASSLib.ingest import FractionImages
@@ -204,7 +205,7 @@ class Course:
             fr, state = fraction_rows(ctx, j, images, state, timings)
             rows += fr
         ctx.warnings.clear()   # "no PET": expected, the forecast fills the PET columns
-        return rows
+        return rows, state
 
 
 def delivered_subset(cohort, patient_id, after):
@@ -273,10 +274,11 @@ def _training_table(model, training):
 
     if training is None or isinstance(training, pd.DataFrame):
         return training
-    # a model folder, or a twin loaded from one (CompassTwin.load records it as path_)
-    folder = Path(model) if isinstance(model, (str, Path)) else getattr(model, "path_", None)
-    path = (folder.resolve().parent / "features.csv" if folder is not None else None) if training == "auto" \
-        else Path(training)
+    if training == "auto":   # beside a model folder, or beside the folder a twin was loaded from
+        folder = Path(model) if isinstance(model, (str, Path)) else getattr(model, "path_", None)
+        path = folder.resolve().parent / "features.csv" if folder is not None else None
+    else:
+        path = Path(training)
     if training == "auto" and (path is None or not path.is_file()):
         log.warning("no training features.csv beside the model: image-feature forecasts carry no residual "
                     "spread (the interval is the classifier's alone)")
@@ -324,12 +326,13 @@ def project(model, cohort, after, scenarios=None, *, planned=None, cache_dir=Non
         forecast = ImageForecast(after, columns, training)
         ctx = _future_context(pid, organs, fs, delivered)
         for s in scenarios:
-            point, noisy = _with_forecast(delivered, course.future_rows(s, ctx), forecast, draws, rng)
+            projected, state = course.future_rows(s, ctx)
+            point, noisy = _with_forecast(delivered, projected, forecast, draws, rng)
             for m, future in enumerate([point] + noisy):
                 key = f"w{len(meta)}"
                 meta[key] = (s.name, pid, m)
                 rows += [{**r, "patient": key} for r in delivered + future]
-            images.update({(s.name, pid, o): im for o, im in _bed_images(course, list(bed_of), s, fs).items()})
+            images.update({(s.name, pid, o): _bed_image(course, state, o, s, fs) for o in bed_of})
     report(progress, 0.9, "scoring the projections")
     out, table = _score(twin, fs, rows, meta, after)
     out.attrs["settings"] = {
@@ -397,7 +400,8 @@ def projected_bed_image(model, cohort, patient_id, after, organ, scenario=None, 
     check_scenarios([scenario], twin.organs_)
     cohort = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     fs = twin.feature_settings()
-    return _bed_images(Course(cohort, patient_id, after, fs, twin.organs_, planned), [organ], scenario, fs)[organ]
+    course = Course(cohort, patient_id, after, fs, twin.organs_, planned)
+    return _bed_image(course, course.final_state(scenario), organ, scenario, fs)
 
 
 def _known_organ(twin, organ) -> None:
@@ -405,23 +409,18 @@ def _known_organ(twin, organ) -> None:
         raise InputError(f"unknown organ {organ!r}; the twin knows {', '.join(twin.organs_)}")
 
 
-def _bed_images(course, organs, scenario, fs) -> dict:
-    """organ -> its cumulative BED after the course's last fraction under `scenario` (one pass over the
-    remaining fractions for all organs)."""
+def _bed_image(course, state, organ, scenario, fs):
+    """The organ's cumulative BED in `state` (the running sums after the course's last fraction under
+    `scenario`) as an image on the patient's grid, with its frame of reference and alpha/beta."""
     from COMPASSLib import resources
     from COMPASSLib.geometry import image_like
 
-    if not organs:
-        return {}
-    state, out = course.final_state(scenario), {}
-    for organ in organs:
-        image = image_like(state[f"bed_{organ}"], course.reference, np.float32)
-        if course.reference.HasMetaDataKey("FrameOfReferenceUID"):
-            image.SetMetaData("FrameOfReferenceUID", course.reference.GetMetaData("FrameOfReferenceUID"))
-        image.SetMetaData("COMPASS_alpha_beta_gy", str(resources.alpha_beta(organ, fs.alpha_beta)))
-        image.SetMetaData("COMPASS_scenario", scenario.name)
-        out[organ] = image
-    return out
+    image = image_like(state[f"bed_{organ}"], course.reference, np.float32)
+    if course.reference.HasMetaDataKey("FrameOfReferenceUID"):
+        image.SetMetaData("FrameOfReferenceUID", course.reference.GetMetaData("FrameOfReferenceUID"))
+    image.SetMetaData("COMPASS_alpha_beta_gy", str(resources.alpha_beta(organ, fs.alpha_beta)))
+    image.SetMetaData("COMPASS_scenario", scenario.name)
+    return image
 
 
 # the report projects at most this many warned patients (those with the highest risk): each costs the

@@ -4,7 +4,8 @@ course (physical fraction doses from the cohort's RTDOSE files, the organ's alph
 prints per organ and binning the three features whose values rank the patients most like the hidden
 hot-spot index (|Spearman rho|). Reads the generator's ground_truth.json: a benchmark, never the pipeline.
 
-    .venv/bin/python Testing/Benchmarks/bench_dose_binning.py COHORT_DIR      # e.g. compass synth c40 --patients 40 --size small
+    .venv/bin/compass synth c40 --patients 40 --fractions 5 --seed 0 --size small
+    .venv/bin/python Testing/Benchmarks/bench_dose_binning.py c40
 """
 from __future__ import annotations
 
