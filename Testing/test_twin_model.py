@@ -197,3 +197,26 @@ def test_supervised_term_is_deterministic_changes_the_latent_and_is_not_saved(da
     back = CompassTwin.load(tmp_path / "m")
     assert back.get_params()["supervision"] == 1.0
     assert np.allclose(back.predict_proba(table), a.predict_proba(table))
+
+
+def test_balanced_class_weights_equalise_the_classes_and_are_saved(data, fitted, tmp_path):
+    from COMPASSLib.twin.model import _class_weights
+
+    y = np.array([1, 0, 0, 0, 1, 0])
+    w = np.array([0.5, 0.5, 1.0, 0.2, 0.3, 0.5])
+    assert _class_weights(y, w, None) is w
+    b = _class_weights(y, w, "balanced")
+    assert b[y == 1].sum() == pytest.approx(b[y == 0].sum())
+    assert b.sum() == pytest.approx(w.sum())
+    assert np.allclose(b[y == 0] / w[y == 0], b[y == 0][0] / w[y == 0][0])   # within a class: proportions kept
+    with pytest.raises(ModelError, match="class_weight"):
+        _class_weights(y, w, "auto")
+    table, outcomes = data
+    a = CompassTwin(**FAST, class_weight="balanced").fit(table, outcomes)
+    # the same latent states (the autoencoder does not see the weights), a different classifier
+    assert all(torch.equal(v, _weights(fitted)[k]) for k, v in _weights(a).items())
+    assert not np.allclose(a.predict_proba(table), fitted.predict_proba(table))
+    a.save(tmp_path / "m")
+    back = CompassTwin.load(tmp_path / "m")
+    assert back.get_params()["class_weight"] == "balanced"
+    assert np.allclose(back.predict_proba(table), a.predict_proba(table))

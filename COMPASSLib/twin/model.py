@@ -38,7 +38,8 @@ class CompassTwin(BaseEstimator):
     def __init__(self, latent_size=4, hidden_size=16, epochs=150, lr=0.01, weight_decay=1e-4,
                  batch_size=256, seed=0, device="cpu", organ_mode="shared", threshold_rule="youden",
                  target_sensitivity=0.8, max_features=24, max_nan_fraction=0.5, C=1.0, n_bootstrap=50,
-                 ig_steps=16, top_k=3, threads=1, supervision=0.0, balance=None, prefix_weight="linear"):
+                 ig_steps=16, top_k=3, threads=1, supervision=0.0, balance=None, prefix_weight="linear",
+                 class_weight=None):
         self.latent_size = latent_size
         self.hidden_size = hidden_size
         self.epochs = epochs
@@ -60,6 +61,7 @@ class CompassTwin(BaseEstimator):
         self.supervision = supervision
         self.balance = balance
         self.prefix_weight = prefix_weight
+        self.class_weight = class_weight
 
     # --- fitting ------------------------------------------------------------------------------
     def fit(self, table, outcomes):
@@ -102,8 +104,9 @@ class CompassTwin(BaseEstimator):
                 supervision=self.supervision, feature_weights=_feature_weights(pre.columns_, self.balance))
         z = autoencoder.latent(ae, x, onehot)
         rows, ti, tk = _state_rows(z, onehot, lengths)
+        weights = _class_weights(y[ti], _prefix_weights(ti, tk, lengths, self.prefix_weight), self.class_weight)
         clf = LatentLogistic(self.C, self.n_bootstrap, self.seed).fit(
-            rows, y[ti], _prefix_weights(ti, tk, lengths, self.prefix_weight), np.array([keys[i][0] for i in ti]))
+            rows, y[ti], weights, np.array([keys[i][0] for i in ti]))
         final = clf.predict_proba(_final_rows(z, onehot, lengths))
         threshold = choose_threshold(y, final, self.threshold_rule, self.target_sensitivity)
         return {"organs": list(organs), "preprocessor": pre, "autoencoder": ae, "classifier": clf,
@@ -266,6 +269,25 @@ def _prefix_weights(ti, tk, lengths, rule):
         n = lengths[ti].astype(float)
         return (tk + 1.0) / (n * (n + 1.0) / 2.0)
     raise ModelError(f"prefix_weight must be 'uniform' or 'linear', not {rule!r}")
+
+
+def _class_weights(y, weights, rule):
+    """None: the weights as they are; "balanced": toxic and non-toxic rows carry equal total weight, so the
+    classifier's intercept no longer follows the training prevalence. Why it is offered: in leave-one-patient-
+    out on a few patients, holding out a patient with toxic organs lowers the training prevalence and with it
+    every held-out risk of that fold, a negative bias of pooled LOPO AUC (docs/twin.md, Measured). The risks
+    are then relative to a 50 % prevalence, so calibration is given up for ranking: off by default."""
+    if rule is None:
+        return weights
+    if rule != "balanced":
+        raise ModelError(f"class_weight must be None or 'balanced', not {rule!r}")
+    w = np.asarray(weights, dtype=float).copy()
+    total = w.sum()
+    for c in (0, 1):
+        m = np.asarray(y) == c
+        if m.any():
+            w[m] *= total / (2.0 * w[m].sum())
+    return w
 
 
 def _feature_weights(columns, balance):
