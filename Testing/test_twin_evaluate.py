@@ -27,10 +27,11 @@ def result40(cohort40):
 
 
 @pytest.mark.parametrize("held", ["SIM002", ["SIM002", "SIM006"]], ids=["lopo", "group-fold"])
-@pytest.mark.parametrize("extra", [{}, {"supervision": 0.5, "balance": "groups"}],
+@pytest.mark.parametrize("extra", [{}, {"supervision": 0.5, "balance": "groups", "class_weight": "balanced"}],
                          ids=["default", "supervised-balanced"])
 def test_held_out_patient_never_reaches_a_fitted_step(extra, held):
-    # the supervised term reads labels inside the autoencoder: it must see the training patients' only;
+    # the supervised term reads labels inside the autoencoder and the class weights the training prevalence:
+    # both must see the training patients' only;
     # a grouped K-fold holds out several patients at once: none of them may reach the fold
     table, outcomes = simulate_table(patients=8, fractions=4, seed=5)
     labels = labels_frame(outcomes)
