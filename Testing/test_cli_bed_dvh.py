@@ -84,7 +84,8 @@ def test_bed_errors_are_one_line_exit_2(tmp_path, capsys):
 def test_dvh_json_and_table_on_dicompyler_example(shared_data, capsys):
     folder = shared_data / "dicompyler_example"
     args = ["dvh", "--dose", str(folder / "rtdose.dcm"), "--structures", str(folder / "rtss.dcm")]
-    assert main(args + ["--roi", "Heart", "--roi", "Tumor Bed", "--vx", "10", "--json"]) == 0
+    # whole voxels: dicompyler-core's non-interpolated figures (the default's are test_dvh_supersampling.py's)
+    assert main(args + ["--roi", "Heart", "--roi", "Tumor Bed", "--vx", "10", "--supersample", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = {r["name"]: r for r in result["rois"]}
     assert set(rows) == {"Heart", "Tumor Bed"}

@@ -10,16 +10,17 @@ curves of the two large ROIs, which supersampling hardly changes: Heart 0.53 and
 volume-% points from ours at half a bin, 3.47 and 1.71 at the lower edge.
 
 Measured here (relative cumulative DVH: largest difference in volume-% points over all TPS bins; mean
-against DVHMeanDose), whole voxels (supersample 1) -> auto:
-    ROI              cc    factor  curve pp        mean %
-    Borders          1.3   8       7.55 -> 0.28    -0.06 -> +0.12
-    Scar             0.51  8      17.42 -> 2.23    +3.13 -> +0.57
-    Nodes            0.67  8      12.41 -> 8.40    +4.29 -> +1.59
-    Tumor Bed        13    4       2.21 -> 1.27    +0.01 -> +0.01
-    Tumor Bed Block  64    4       4.32 -> 1.25    +0.12 -> -0.04
-    Heart            440   1       0.53            -0.00
-    Breast           400   1       1.08            -0.56
-    Lt Lung          2005  1       0.28            -0.38
+against DVHMeanDose), whole voxels (supersample 1) -> the auto factor with the slab rule (--between-planes
+slab) -> the same factor with the shape interpolated between contour planes (the default):
+    ROI              cc    factor  curve pp               mean %           cc (TPS)
+    Borders          1.2   8       7.55 -> 0.28 -> 1.66   +0.12 -> -0.07   0.878 (0.745)
+    Scar             0.49  8      17.42 -> 2.23 -> 1.41   +0.57 -> -0.69   0.354 (0.343)
+    Nodes            0.66  8      12.41 -> 8.40 -> 2.30   +1.59 -> +0.60   0.583 (0.566)
+    Tumor Bed        13    4       2.21 -> 1.27 -> 0.34   +0.01 -> +0.00   12.82 (12.81)
+    Tumor Bed Block  63    4       4.32 -> 1.25 -> 0.76   -0.04 -> -0.03   63.01 (62.88)
+    Heart            440   2       0.53 -> 0.35 -> 0.26   -0.15 -> -0.16   435.0 (437.5)
+    Breast           400   2       1.08 -> 1.02 -> 0.22   -0.84 -> -0.09   396.2 (396.2)
+    Lt Lung          2005  2       0.28 -> 0.20 -> 0.09   -0.02 -> +0.10   2002 (2009)
 (BODY: not compared, see test_dvh_dicompyler.py; Areola has no contours on the dose grid.)
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from COMPASSLib import dose
 from COMPASSLib.cli import main
 from COMPASSLib.errors import DoseError
 from COMPASSLib.io.rtstruct import rasterise_roi, read_rtstruct, read_rtstruct_contours, subvoxel_centres
+from COMPASSLib.io.shape_interpolation import BetweenPlanes
 
 
 # --------------------------------------------------------------------------- the pieces
@@ -51,8 +53,9 @@ def _circle(cx, cy, z, r, n=90):
 
 
 def test_auto_rule_in_one_table():
-    assert dose.SUPERSAMPLE_AUTO == ((5.0, 8), (100.0, 4))
-    assert [dose.auto_supersample(v) for v in (0.3, 4.99, 5.0, 63.0, 99.9, 100.0, 2000.0)] == [8, 8, 4, 4, 4, 1, 1]
+    assert dose.SUPERSAMPLE_AUTO == ((5.0, 8), (100.0, 4)) and dose.SUPERSAMPLE_AUTO_LARGE == 2
+    assert [dose.auto_supersample(v) for v in (0.3, 4.99, 5.0, 63.0, 99.9, 100.0, 2000.0)] == [8, 8, 4, 4, 4, 2, 2]
+    assert [dose.sub_slices(f) for f in (1, 2, 3, 4, 8, 16)] == [2, 2, 4, 4, 8, 16]
 
 
 def test_factor_one_gives_the_centre_rule_voxels():
@@ -97,6 +100,60 @@ def test_supersampled_dvh_checks_its_factor():
         dose.supersampled_dvh(_grid(), iter(()), 4)
 
 
+def _solid_cc(contours, grid, factor=8, layers=8):
+    solid = BetweenPlanes(contours, grid, factor, layers)
+    return sum(x.size for _, x, _ in solid) * dose.voxel_volume_cc(grid) * solid.slice_fraction / factor ** 2
+
+
+def test_a_cylinder_of_planes_closes_half_a_spacing_beyond_its_ends():
+    """N equal circles: the solid between the outermost planes, (N - 1) spacings of the circle's area, and
+    two caps of half a spacing whose cross-section shrinks inward uniformly (radius R (1 - u)), each
+    spacing / 6 of the area: (N - 1 + 1/3) spacings in all, where the slab rule counts N."""
+    grid = _grid(size=(20, 16, 8))
+    r, planes = 6.0, (3.0, 6.0, 9.0, 12.0)
+    area_cc = np.pi * r ** 2 / 1000 * np.sin(2 * np.pi / 90) / (2 * np.pi / 90)
+    expected = area_cc * 3.0 * (len(planes) - 1 + 1 / 3)
+    assert _solid_cc([_circle(3.3, 7.1, z, r) for z in planes], grid) == pytest.approx(expected, rel=0.01)
+
+
+def test_between_two_circles_a_truncated_cone():
+    """Concentric circles of radii 3 and 7 mm one spacing apart: interpolated signed distances give a
+    radius linear in z, so the part between the planes is a frustum, pi h (R1^2 + R1 R2 + R2^2) / 3."""
+    grid = _grid(size=(20, 16, 8))
+    r1, r2, h = 3.0, 7.0, 3.0
+    solid = BetweenPlanes([_circle(3.3, 7.1, 6.0, r1, 360), _circle(3.3, 7.1, 9.0, r2, 360)], grid, 16, 16)
+    inner = [(k, x) for k, x, _ in solid if 2.0 < k < 3.0]     # planes at slices 2 and 3: between them only
+    got = sum(x.size for _, x in inner) * dose.voxel_volume_cc(grid) * solid.slice_fraction / 16 ** 2
+    assert got == pytest.approx(np.pi * h * (r1 ** 2 + r1 * r2 + r2 ** 2) / 3 / 1000, rel=0.01)
+
+
+def test_planes_far_apart_are_not_bridged_and_the_grid_bounds_the_solid():
+    grid = _grid(size=(20, 16, 8))
+    two_parts = [_circle(3.3, 7.1, z, 6.0) for z in (3.0, 6.0, 18.0, 21.0)]   # a gap of 4 spacings
+    one_part = [_circle(3.3, 7.1, z, 6.0) for z in (3.0, 6.0)]
+    assert _solid_cc(two_parts, grid) == pytest.approx(2 * _solid_cc(one_part, grid), rel=0.005)
+    slices = [k for k, _, _ in BetweenPlanes(two_parts, grid, 4, 4)]
+    assert not any(2.5 < k < 5.5 for k in slices)   # planes at slices 1, 2 and 6, 7: each pair closes
+    # the grid's first slice centre is z = 0: a plane below it (slice -1) adds only what lies in the grid
+    at_edge = [_circle(3.3, 7.1, z, 6.0) for z in (-3.0, 0.0)]
+    assert min(k for k, _, _ in BetweenPlanes(at_edge, grid, 4, 4)) >= -0.5
+    assert _solid_cc(at_edge, grid) < _solid_cc([_circle(3.3, 7.1, z, 6.0) for z in (6.0, 9.0)], grid)
+
+
+def test_dose_between_slices_is_linear_and_clamped():
+    grid = _grid(size=(5, 4, 3))
+    zz, yy, xx = np.mgrid[0:3, 0:4, 0:5]
+    image = sitk.GetImageFromArray((1.0 + 0.5 * xx + 2.0 * zz + 0 * yy).astype(np.float32))
+    image.CopyInformation(grid)
+    x, y = np.array([0.0, 1.5, 3.25]), np.array([0.0, 2.0, 1.0])
+    for k in (0.0, 0.25, 1.5, 2.0):
+        np.testing.assert_allclose(dose.sample_between_slices(image, k, x, y), 1.0 + 0.5 * x + 2.0 * k, rtol=1e-6)
+    np.testing.assert_allclose(dose.sample_between_slices(image, -0.4, x, y), 1.0 + 0.5 * x, rtol=1e-6)
+    np.testing.assert_allclose(dose.sample_between_slices(image, 2.4, x, y), 5.0 + 0.5 * x, rtol=1e-6)
+    with pytest.raises(DoseError, match="slice_fraction"):
+        dose.supersampled_dvh(image, iter(()), 2, slice_fraction=0.0)
+
+
 # --------------------------------------------------------------------------- the dicompyler example plan
 
 @pytest.fixture(scope="module")
@@ -112,7 +169,7 @@ def plan(shared_data):
 
 @pytest.fixture(scope="module")
 def tps(plan):
-    """ROI name -> (dose at which each cumulative value holds, relative cumulative volume %, mean Gy) of
+    """ROI name -> (dose at which each cumulative value holds, relative cumulative volume %, mean Gy, cc) of
     the planning system's DVHs (module docstring: values at lower edge + half a bin; mean = DVHMeanDose
     in % of the RTPLAN's prescription)."""
     import pydicom
@@ -128,14 +185,17 @@ def tps(plan):
         widths = data[:, 0] * float(item.DVHDoseScaling)
         at = np.r_[0.0, np.cumsum(widths)][:-1] + widths / 2
         out[names[int(item.DVHReferencedROISequence[0].ReferencedROINumber)]] = (
-            at, 100 * data[:, 1] / data[0, 1], float(item.DVHMeanDose) * rx_gy / 100)
+            at, 100 * data[:, 1] / data[0, 1], float(item.DVHMeanDose) * rx_gy / 100, data[0, 1])
     return out
 
 
-def _ours(plan, roi, factor):
+def _ours(plan, roi, factor, between_planes="slab"):
     _, dose_image, masks, contours = plan
     if factor == 1:
         return dose.dvh(dose_image, masks[roi])
+    if between_planes == "interpolated":
+        solid = BetweenPlanes(contours[roi], dose_image, factor, dose.sub_slices(factor), roi)
+        return dose.supersampled_dvh(dose_image, solid, factor, slice_fraction=solid.slice_fraction)
     return dose.supersampled_dvh(dose_image, subvoxel_centres(contours[roi], dose_image, factor, roi), factor)
 
 
@@ -148,45 +208,61 @@ def _auto(plan, roi):
     return dose.auto_supersample(dose.dvh(plan[1], plan[2][roi]).volume_cc)
 
 
-# ROI -> (whole-voxel curve pp, auto curve pp, auto mean %): the measured values of the module docstring,
-# asserted to 0.05 pp / 0.05 % so that a change of method shows here first.
-MEASURED = {"Borders": (7.55, 0.28, 0.12), "Scar": (17.42, 2.23, 0.57), "Nodes": (12.41, 8.40, 1.59),
-            "Tumor Bed": (2.21, 1.27, 0.01), "Tumor Bed Block": (4.32, 1.25, -0.04), "Heart": (0.53, 0.53, -0.00),
-            "Breast": (1.08, 1.08, -0.56), "Lt Lung": (0.28, 0.28, -0.38)}
+def _curve_pp_within(dvh, at, tps_pct, dose_tolerance_gy) -> float:
+    """The same, but a TPS point is met when our curve passes through it anywhere within
+    +-`dose_tolerance_gy` of its dose (how far off in volume where it is not)."""
+    shifts = np.linspace(-dose_tolerance_gy, dose_tolerance_gy, 21)
+    ours = np.array([100 * (dvh.n_voxels - np.searchsorted(dvh.values, at + s, side="left")) / dvh.n_voxels
+                     for s in shifts])
+    return float((np.maximum(ours.min(0) - tps_pct, 0) + np.maximum(tps_pct - ours.max(0), 0)).max())
 
-# ROIs whose planning-system DVH cannot be met within 1 volume-% point, and why it is the reference's.
-# Each of them covers clearly less volume in the planning system than its contours enclose (TPS cc vs the
-# contours' 8 x 8 sub-voxel volume): Tumor Bed 12.81 vs 13.16 (-2.7 %), Tumor Bed Block 62.88 vs 63.85
-# (-1.5 %), Breast 396.2 vs 400.0 (-1.0 %), Nodes 0.566 vs 0.669 (-15 %), Scar 0.343 vs 0.514 (-33 %),
-# against Heart -0.5 % and Lt Lung +0.2 %, which agree within 0.6 points (Borders, 0.745 vs 1.29 cc, agrees
-# too: whatever the TPS left out received the same dose as the rest). The TPS volumes are close to
-# the contours with the two end planes at half weight (shape interpolated between planes and ending at
-# the outermost contours: Breast 396.0, Tumor Bed 12.74, Tumor Bed Block 62.66, Nodes 0.547 cc), so its
-# DVH leaves out part of the end slabs and edges that the slab-per-plane convention counts (dicompyler-
-# core's too). Reweighting the end planes by half was measured (8 x 8 sub-voxels) and is not a fix: Tumor
-# Bed 0.84, Breast 0.49 and Nodes 4.95 points, but Tumor Bed Block 1.37 and Scar 3.81 get worse. Where the curves differ
-# the dose differences are small: Tumor Bed's 1.27 points are at 14.3 Gy, where its curve falls 4 points
-# per 0.01 Gy (0.003 Gy, 0.02 %: within 0.35 points with a quarter-bin dose tolerance); Scar (3 mm wide,
-# a third of it lost in the TPS) and Nodes (0.08-0.16 Gy, the whole DVH 8 TPS bins wide, half of its 4
-# planes end planes) are the extreme cases. The bounds are the measured values plus a small margin.
-NOT_WITHIN_1PP = {"Tumor Bed": 1.35, "Tumor Bed Block": 1.35, "Breast": 1.15, "Scar": 2.4, "Nodes": 8.6}
-MEAN_NOT_WITHIN_1PCT = {"Nodes": 1.7}   # the same reason: +1.59 % is 0.0017 Gy of a 0.108 Gy mean
+
+# ROI -> (whole-voxel, slab, interpolated curve pp; interpolated mean %): the measured values of the module
+# docstring, asserted to 0.05 pp / 0.05 % so that a change of method shows here first.
+MEASURED = {"Borders": (7.55, 0.28, 1.66, -0.07), "Scar": (17.42, 2.23, 1.41, -0.69),
+            "Nodes": (12.41, 8.40, 2.30, 0.60), "Tumor Bed": (2.21, 1.27, 0.34, 0.00),
+            "Tumor Bed Block": (4.32, 1.25, 0.76, -0.03), "Heart": (0.53, 0.35, 0.26, -0.16),
+            "Breast": (1.08, 1.02, 0.22, -0.09), "Lt Lung": (0.28, 0.20, 0.09, 0.10)}
+
+# The three sub-cc ROIs whose planning-system curve the default still misses by more than 1 volume-% point.
+# Their DVHs are a few TPS bins wide in dose (Nodes 0.075-0.155 Gy: 8 bins of 0.01 Gy, 12 points a bin), so
+# a dose difference of a quarter bin (0.0025 Gy) moves the curve by 3 points: within that dose tolerance
+# Borders and Nodes meet every TPS point within 0.5 points. Scar (3 mm wide, 0.9-12 Gy across it) stays 1.4
+# points below the TPS curve over 4-7.5 Gy whatever the sampling (sub-slices 4-16, sub-voxels 8-16: 1.4-1.6),
+# a dose 0.1 Gy (2 %) lower over a third of it: the planning system's dose there is not the RTDOSE's
+# trilinear interpolation. Borders is the one ROI the slab rule met better (0.28): its TPS volume, 0.745 cc,
+# is 15 % below the interpolated solid's 0.878 and 42 % below the slabs' 1.29 (what the TPS left out of it
+# is not known). The bounds are the measured values plus a small margin.
+NOT_WITHIN_1PP = {"Borders": 1.75, "Scar": 1.5, "Nodes": 2.4}
+WITHIN_QUARTER_BIN = {"Borders": 0.55, "Nodes": 0.6}
 
 
 @pytest.mark.parametrize("roi", list(MEASURED))
 def test_against_the_planning_system_dvh(plan, tps, roi):
-    at, tps_pct, tps_mean = tps[roi]
-    whole, auto = _ours(plan, roi, 1), _ours(plan, roi, _auto(plan, roi))
-    before, after = _curve_pp(whole, at, tps_pct), _curve_pp(auto, at, tps_pct)
-    mean_pct = 100 * (auto.mean_gy / tps_mean - 1)
-    print(f"{roi}: {whole.volume_cc:.4g} cc, factor {_auto(plan, roi)}, curve {before:.2f} -> {after:.2f} pp, "
-          f"mean {100 * (whole.mean_gy / tps_mean - 1):+.2f} -> {mean_pct:+.2f} %")
-    expected_before, expected_after, expected_mean = MEASURED[roi]
-    assert (before, after, mean_pct) == pytest.approx((expected_before, expected_after, expected_mean), abs=0.05)
-    assert after <= NOT_WITHIN_1PP.get(roi, 1.0)
-    assert abs(mean_pct) <= MEAN_NOT_WITHIN_1PCT.get(roi, 1.0)
-    if _auto(plan, roi) > 1:
-        assert after < before
+    at, tps_pct, tps_mean, _ = tps[roi]
+    factor = _auto(plan, roi)
+    whole, slab, solid = (_ours(plan, roi, 1), _ours(plan, roi, factor, "slab"),
+                          _ours(plan, roi, factor, "interpolated"))
+    curves = tuple(_curve_pp(d, at, tps_pct) for d in (whole, slab, solid))
+    mean_pct = 100 * (solid.mean_gy / tps_mean - 1)
+    print(f"{roi}: {whole.volume_cc:.4g} cc, factor {factor}, curve {curves[0]:.2f} -> {curves[1]:.2f} -> "
+          f"{curves[2]:.2f} pp, mean {mean_pct:+.2f} %, {solid.volume_cc:.4g} cc")
+    assert (*curves, mean_pct) == pytest.approx(MEASURED[roi], abs=0.05)
+    assert curves[2] <= NOT_WITHIN_1PP.get(roi, 1.0)
+    if roi in WITHIN_QUARTER_BIN:
+        assert _curve_pp_within(solid, at, tps_pct, 0.0025) <= WITHIN_QUARTER_BIN[roi]
+    assert abs(mean_pct) <= 1.0
+    assert curves[2] < curves[0]
+
+
+def test_the_interpolated_solid_holds_the_planning_systems_volume(plan, tps):
+    """The planning system's ROI volumes (the first DVHData value) are those of the solid between the
+    contour planes, not the slabs': within 0.5 % for Tumor Bed, Tumor Bed Block, Breast and Lt Lung
+    (slabs: +2.7 %, +1.5 %, +1.0 %, -0.2 % at 8 x 8)."""
+    for roi in ("Tumor Bed", "Tumor Bed Block", "Breast", "Lt Lung"):
+        tps_cc = float(tps[roi][3])
+        solid = _ours(plan, roi, _auto(plan, roi), "interpolated")
+        assert solid.volume_cc == pytest.approx(tps_cc, rel=0.005), roi
 
 
 def test_scar_volume_matches_dicompyler_core_interpolated(plan):
@@ -209,13 +285,19 @@ def test_cli_supersample_option(shared_data, capsys):
     off = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rois"]}
     assert main(args) == 0   # auto
     auto = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rois"]}
+    assert main(args + ["--between-planes", "slab"]) == 0
+    slab = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rois"]}
     assert off["Tumor Bed"]["supersample"] == 1 and auto["Tumor Bed"]["supersample"] == 4
+    assert (off["Tumor Bed"]["between_planes"], slab["Tumor Bed"]["between_planes"],
+            auto["Tumor Bed"]["between_planes"]) == ("voxels", "slab", "interpolated")
     assert off["Tumor Bed"]["volume_cc"] == pytest.approx(13.07, rel=0.01)    # dicompyler-core, whole voxels
-    assert auto["Tumor Bed"]["volume_cc"] == pytest.approx(13.14, rel=0.002)
-    assert auto["Heart"] == off["Heart"]                                      # 440 cc: whole voxels either way
+    assert slab["Tumor Bed"]["volume_cc"] == pytest.approx(13.14, rel=0.002)  # slabs of sub-voxels
+    assert auto["Tumor Bed"]["volume_cc"] == pytest.approx(12.81, rel=0.002)  # the solid: the TPS's 12.81
+    assert auto["Heart"]["supersample"] == 2 and auto["Heart"]["volume_cc"] == pytest.approx(435.0, rel=0.002)
     assert set(auto["Tumor Bed"]) == set(off["Tumor Bed"])
     assert main(args[:-1] + ["--supersample", "8"]) == 0
-    assert "in-plane sub-voxels per voxel side (--supersample): Heart 8, Tumor Bed 8" in capsys.readouterr().out
+    assert ("in-plane sub-voxels per voxel side (--supersample): Heart 8, Tumor Bed 8; between contour planes: "
+            "interpolated") in capsys.readouterr().out
     with pytest.raises(SystemExit) as refused:
         main(args + ["--supersample", "0"])
     assert refused.value.code == 2 and "--supersample" in capsys.readouterr().err
@@ -233,5 +315,35 @@ def test_cli_supersampling_a_labelmap_is_refused(shared_data, tmp_path, capsys):
     assert main(args) == 0        # auto: a labelmap has only whole voxels
     (row,) = json.loads(capsys.readouterr().out)["rois"]
     assert row["supersample"] == 1 and row["volume_cc"] == pytest.approx(0.4875, rel=1e-6)
+    assert row["between_planes"] == "voxels"
     assert main(args + ["--supersample", "4"]) == 2
     assert "needs contours" in capsys.readouterr().err
+    assert main(args + ["--between-planes", "interpolated"]) == 2
+    assert "--between-planes interpolated needs contours" in capsys.readouterr().err
+
+
+def test_cli_supersampling_refuses_what_memory_cannot_hold(shared_data, capsys, monkeypatch):
+    """BODY (14,900 cc, 744,000 dose voxels) at 16 x 16 sub-voxels and 16 sub-slices would be 3 billion
+    samples: refused before any is made, naming the ROI and the option to change."""
+    from COMPASSLib import memory
+
+    folder = shared_data / "dicompyler_example"
+    monkeypatch.setenv(memory.ENV, "2G")
+    args = ["dvh", "--dose", str(folder / "rtdose.dcm"), "--structures", str(folder / "rtss.dcm"), "--roi", "BODY"]
+    assert main(args + ["--supersample", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "DVH of ROI 'BODY' at 16 x 16 sub-voxels needs an estimated" in err and "--supersample" in err
+    assert "Traceback" not in err
+
+
+def test_contours_sparser_than_the_dose_slices_are_sampled_as_finely():
+    """Contours every 3 slices: 3 x as many sub-slices, each still 1/4 slice thick; the volume is the
+    cylinder rule's (N - 1 + 1/3) spacings."""
+    grid = _grid(size=(20, 16, 12))
+    planes = (3.0, 12.0, 21.0)
+    solid = BetweenPlanes([_circle(3.3, 7.1, z, 6.0) for z in planes], grid, 4, 4)
+    assert solid.spacing == pytest.approx(3.0) and solid.sub_slices == 12
+    assert solid.slice_fraction == pytest.approx(0.25)
+    area_cc = np.pi * 36 / 1000 * np.sin(2 * np.pi / 90) / (2 * np.pi / 90)
+    assert _solid_cc([_circle(3.3, 7.1, z, 6.0) for z in planes], grid, 8, 4) == pytest.approx(
+        area_cc * 9.0 * (2 + 1 / 3), rel=0.01)

@@ -36,7 +36,8 @@ keep the centre rule unchanged: it is the convention of the references the masks
 (dicompyler-core, MIRP), and contours drawn on such a CT give back the voxels they were drawn on.
 
 `subvoxel_centres` gives the sub-voxel centres inside an ROI at N x N per voxel in-plane (same
-slices), for DVHs that supersample small ROIs (`dose.supersampled_dvh`, `compass dvh --supersample`).
+slices), for DVHs that supersample small ROIs with the slab rule (`dose.supersampled_dvh`, `compass dvh
+--between-planes slab`); `io.shape_interpolation` samples the ROI as a solid between its planes instead.
 """
 from __future__ import annotations
 
@@ -203,6 +204,15 @@ def rasterise_roi(contours_xyz, reference, name="ROI", path=None, patient=None, 
     return mask
 
 
+def _voxel_window(planes, nx, ny):
+    """(i0, j0, i1, j1): the first and last voxel column and row whose centre rows the polygons of
+    `planes` reach, clipped to an nx x ny grid, or None when they miss it."""
+    points = np.vstack([p for polygons in planes.values() for p in polygons])
+    i0, i1 = max(int(np.floor(points[:, 0].min() + 0.5)), 0), min(int(np.floor(points[:, 0].max() + 0.5)), nx - 1)
+    j0, j1 = max(int(np.floor(points[:, 1].min() + 0.5)), 0), min(int(np.floor(points[:, 1].max() + 0.5)), ny - 1)
+    return None if i0 > i1 or j0 > j1 else (i0, j0, i1, j1)
+
+
 def _fine_slices(planes, thickness, shape_zyx, factor):
     """Sub-voxel centres inside an ROI, `factor` x `factor` per voxel in-plane on the reference slices:
     ((i0, j0, width, height) of the voxel window every polygon falls in, {slice: bool mask of
@@ -210,11 +220,10 @@ def _fine_slices(planes, thickness, shape_zyx, factor):
     of voxel i lie at i - 1/2 + (s + 1/2) / factor, s = 0 .. factor - 1; the same in-polygon test and
     slab rule as the centre rule (which is factor 1)."""
     nz, ny, nx = shape_zyx
-    points = np.vstack([p for polygons in planes.values() for p in polygons])
-    i0, i1 = max(int(np.floor(points[:, 0].min() + 0.5)), 0), min(int(np.floor(points[:, 0].max() + 0.5)), nx - 1)
-    j0, j1 = max(int(np.floor(points[:, 1].min() + 0.5)), 0), min(int(np.floor(points[:, 1].max() + 0.5)), ny - 1)
-    if i0 > i1 or j0 > j1:
+    window = _voxel_window(planes, nx, ny)
+    if window is None:
         return None
+    i0, j0, i1, j1 = window
     shape = ((j1 - j0 + 1) * factor, (i1 - i0 + 1) * factor)
     offset = np.array([i0 - 0.5, j0 - 0.5])
     slices = {}
