@@ -43,6 +43,7 @@ def run(args) -> int:
     out = check_output(Path(args.output), "output folder")
     check_output(out / "cohort", "synthetic cohort folder")
     check_outputs(out / "results", out / "results" / "cache")   # what `compass run` checks, before any work
+    settings = run_settings(args)                                # its option checks too
     import os
 
     seed = cohort_seed(args)
@@ -51,6 +52,6 @@ def run(args) -> int:
     print(f"synthetic cohort: {args.patients} patients x {args.fractions} fractions, seed {seed} -> {out / 'cohort'}")
     cohort = generate_cohort(out / "cohort", patients=args.patients, fractions=args.fractions, seed=seed,
                              workers=args.workers)
-    metrics = run_job(cohort, out / "results", run_settings(args), progress=console(sys.stdout))
+    metrics = run_job(cohort, out / "results", settings, progress=console(sys.stdout))
     print_summary(metrics, out / "results")
     return 1 if metrics["provenance"].get("feature_failures") else 0

@@ -69,6 +69,11 @@ class CompassTwin(BaseEstimator):
         check_table(table)
         if self.organ_mode not in ("shared", "organ"):
             raise ModelError(f"organ_mode must be 'shared' or 'organ', not {self.organ_mode!r}")
+        if self.threshold_rule not in ("youden", "sensitivity"):
+            raise ModelError(f"threshold_rule must be 'youden' or 'sensitivity', not {self.threshold_rule!r}")
+        t = self.target_sensitivity
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
+            raise ModelError(f"target_sensitivity must be a number in (0, 1], not {t!r}")
         labels = labels_frame(outcomes).set_index(["patient", "organ"])
         columns = numeric_feature_columns(table)
         if not columns:
