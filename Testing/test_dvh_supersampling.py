@@ -140,6 +140,15 @@ def test_planes_far_apart_are_not_bridged_and_the_grid_bounds_the_solid():
     assert _solid_cc(at_edge, grid) < _solid_cc([_circle(3.3, 7.1, z, 6.0) for z in (6.0, 9.0)], grid)
 
 
+def test_one_skipped_plane_is_interpolated_across():
+    """Circles on planes 1, 2, 4, 5 (plane 3 left out, as when every other slice was contoured): the same
+    solid as with plane 3 drawn."""
+    grid = _grid(size=(20, 16, 8))
+    drawn = _solid_cc([_circle(3.3, 7.1, z, 6.0) for z in (3.0, 6.0, 9.0, 12.0, 15.0)], grid)
+    skipped = _solid_cc([_circle(3.3, 7.1, z, 6.0) for z in (3.0, 6.0, 12.0, 15.0)], grid)
+    assert skipped == pytest.approx(drawn, rel=0.005)
+
+
 def test_dose_between_slices_is_linear_and_clamped():
     grid = _grid(size=(5, 4, 3))
     zz, yy, xx = np.mgrid[0:3, 0:4, 0:5]

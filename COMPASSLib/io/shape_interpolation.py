@@ -15,8 +15,9 @@ inside) to the plane's contours (XOR of its polygons, as `rasterise_roi`). Beyon
 the organ closes at half a plane spacing, where the next, uncontoured plane would have started: the
 outermost cross-section shrinks inward uniformly (d + u * depth < 0, u from 0 at the plane to 1 at half
 a spacing, depth the deepest inside distance), which is the interpolation towards an empty plane one
-spacing beyond. Two planes further apart than 1.5 spacings (parts of an ROI, a skipped slice) are not
-bridged: each closes as an end.
+spacing beyond. A plane left out between two contoured ones (a skipped slice) is interpolated across, as
+planning systems and Slicer's "Fill between slices" do; planes further apart than 2.5 spacings (separate
+parts of an ROI) are not bridged: each side closes as an end.
 
 Each plane gap holds `sub_slices` sub-slices (half as many in each end cap) of factor x factor sub-voxels
 per voxel in-plane, every sample the same volume (voxel volume x spacing / (factor^2 x sub_slices), the
@@ -29,7 +30,7 @@ from scipy import ndimage
 
 from COMPASSLib.io.rtstruct import _planes, _polygon_mask, _voxel_window
 
-GAP_BRIDGED = 1.5   # plane gaps up to this many plane spacings are interpolated across, wider ones close
+GAP_BRIDGED = 2.5   # plane gaps up to this many plane spacings are interpolated across, wider ones close
 
 
 class BetweenPlanes:
