@@ -133,6 +133,22 @@ def _read(modality, files, reference):
         list_rois(files[0], **where)
         for name, mask in cio.read_structures(files, reference, **where).items():
             assert mask.GetSize() == reference.GetSize(), f"RTSTRUCT {name}: mask not on the reference grid"
+        _solids(*cio.read_structures(files, reference, with_contours=True, **where), reference)
+
+
+def _solids(masks, contours, reference):
+    """What `compass dvh` does by default with each ROI: the solid between its contour planes, sampled on the
+    reference grid (a zero dose there), whose volume must be finite and no larger than the grid."""
+    from COMPASSLib import dose
+    from COMPASSLib.io.shape_interpolation import BetweenPlanes
+
+    zero = sitk.Image(reference.GetSize(), sitk.sitkFloat32)
+    zero.CopyInformation(reference)
+    grid_cc = dose.voxel_volume_cc(zero) * float(np.prod(reference.GetSize()))
+    for name in masks:
+        solid = BetweenPlanes(contours[name], zero, 2, 2, name)
+        volume = dose.supersampled_dvh(zero, solid, 2, slice_fraction=solid.slice_fraction).volume_cc
+        assert np.isfinite(volume) and 0 < volume <= grid_cc * 1.001, f"RTSTRUCT {name}: solid of {volume} cc"
 
 
 def _mutated(base, rng, modality, folder):
