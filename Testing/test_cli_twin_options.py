@@ -9,6 +9,23 @@ def _seed(*argv):
     return cohort_seed(build_parser().parse_args(["demo", "OUT", *argv]))
 
 
+def test_the_demo_settings_pass_the_run_checks_before_any_work():
+    """The demo's settings as `compass run` gets them: workers filled in (every core, up to one per
+    patient) before they are checked, so the default demo is never refused after writing its cohort."""
+    import os
+
+    import pytest
+
+    from COMPASSLib.commands.demo import demo_settings
+    from COMPASSLib.errors import InputError
+
+    seed, settings = demo_settings(build_parser().parse_args(["demo", "OUT"]))
+    assert seed == 1004 and settings["workers"] == max(1, min(os.cpu_count() or 1, 8))
+    assert demo_settings(build_parser().parse_args(["demo", "OUT", "--workers", "1"]))[1]["workers"] == 1
+    with pytest.raises(InputError, match="workers"):
+        demo_settings(build_parser().parse_args(["demo", "OUT", "--workers", "0"]))
+
+
 def test_the_demo_cohort_is_the_benchmarks_typical_one_unless_asked_otherwise():
     assert DEMO_COHORT_SEED == 1004
     assert _seed() == 1004

@@ -30,12 +30,28 @@ def cohort_seed(args) -> int:
     return next(s for s in (args.cohort_seed, args.seed, DEMO_COHORT_SEED) if s is not None)
 
 
+def demo_settings(args):
+    """(cohort seed, `compass run` settings) of the demo, checked as `compass run` checks its own before any
+    work: a bad option is refused before the cohort is written, not after. The demo uses every core (up to
+    one per patient) unless --workers says otherwise."""
+    import os
+
+    from COMPASSLib.commands.run import run_settings
+    from COMPASSLib.pipeline import resolve_settings
+
+    if args.workers is None:
+        args.workers = max(1, min(os.cpu_count() or 1, args.patients))
+    settings = run_settings(args)
+    resolve_settings(settings)
+    return cohort_seed(args), settings
+
+
 def run(args) -> int:
     import sys
     from pathlib import Path
 
     from COMPASSLib.atomic import check_output
-    from COMPASSLib.commands.run import print_summary, run_settings
+    from COMPASSLib.commands.run import print_summary
     from COMPASSLib.pipeline import check_outputs, run as run_job
     from COMPASSLib.progress import console
     from COMPASSLib.synth import generate_cohort
@@ -43,12 +59,7 @@ def run(args) -> int:
     out = check_output(Path(args.output), "output folder")
     check_output(out / "cohort", "synthetic cohort folder")
     check_outputs(out / "results", out / "results" / "cache")   # what `compass run` checks, before any work
-    settings = run_settings(args)                                # its option checks too
-    import os
-
-    seed = cohort_seed(args)
-    if args.workers is None:
-        args.workers = max(1, min(os.cpu_count() or 1, args.patients))
+    seed, settings = demo_settings(args)
     print(f"synthetic cohort: {args.patients} patients x {args.fractions} fractions, seed {seed} -> {out / 'cohort'}")
     cohort = generate_cohort(out / "cohort", patients=args.patients, fractions=args.fractions, seed=seed,
                              workers=args.workers)
