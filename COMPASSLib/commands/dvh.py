@@ -90,17 +90,15 @@ def roi_metrics(dose_image, masks: dict, vx_gy=(), contours=None, supersample=1,
         factor = _factor(supersample, mask, None if contours is None else contours.get(name))
         how = between_planes if factor > 1 else "voxels"
         if factor > 1:
-            voxels = _voxels(mask)
-            layers = dose.sub_slices(factor) if how == "interpolated" else 1
-            # values, then their sorted copy: 16 bytes a sample
-            memory.check(f"DVH of ROI {name!r} at {factor} x {factor} sub-voxels", voxels * factor ** 2 * layers * 16,
-                         hint="use a smaller --supersample", error=DoseError)
-            if how == "interpolated":
-                solid = BetweenPlanes(contours[name], dose_image, factor, layers, name)
-                dvh = dose.supersampled_dvh(dose_image, solid, factor, slice_fraction=solid.slice_fraction)
-            else:
-                dvh = dose.supersampled_dvh(dose_image, subvoxel_centres(contours[name], dose_image, factor, name),
-                                            factor)
+            solid = (BetweenPlanes(contours[name], dose_image, factor, dose.sub_slices(factor), name)
+                     if how == "interpolated" else None)   # nothing is sampled before the DVH iterates
+            thickness = solid.slice_fraction if solid is not None else 1.0
+            # the samples' values, their concatenation and the DVH's sorted copy: 24 bytes a sample
+            memory.check(f"DVH of ROI {name!r} at {factor} x {factor} sub-voxels",
+                         _voxels(mask) * factor ** 2 / thickness * 24, hint="use a smaller --supersample",
+                         error=DoseError)
+            samples = solid if solid is not None else subvoxel_centres(contours[name], dose_image, factor, name)
+            dvh = dose.supersampled_dvh(dose_image, samples, factor, slice_fraction=thickness)
         else:
             dvh = dose.dvh(dose_image, mask)
         rows.append({"name": name, "organ": organ, **dvh.metrics(vx_gy=vx_gy, geud_n=n), "supersample": factor,
