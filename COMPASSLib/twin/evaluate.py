@@ -190,7 +190,8 @@ def calibration_fit(y, p):
     X = np.column_stack([np.ones_like(x), x])
     beta = np.zeros(2)
     for _ in range(100):
-        mu = 1 / (1 + np.exp(-(X @ beta)))
+        with np.errstate(over="ignore"):   # a separating bootstrap resample: exp overflows to inf, mu to 0
+            mu = 1 / (1 + np.exp(-(X @ beta)))
         hessian = X.T @ (X * (mu * (1 - mu))[:, None])
         try:
             step = np.linalg.solve(hessian, X.T @ (y - mu))
