@@ -8,6 +8,8 @@ DESCRIPTION = (HELP + ". Writes OUT/metrics.json, OUT/risk.csv, OUT/model/, OUT/
 
 def add_twin_arguments(parser):
     """Twin options shared by `compass run` and `compass demo`."""
+    from COMPASSLib.twin.classifier import THRESHOLD_RULES
+
     parser.add_argument("--profile", choices=("fast", "full"), default=None,
                         help="feature profile: full (default, with radiomics) or fast (BED/DVH kinetics, PET); "
                              "wins over the profile of --settings")
@@ -17,7 +19,7 @@ def add_twin_arguments(parser):
     parser.add_argument("--seed", type=int, help="random seed of the twin and the bootstrap (default 0)")
     parser.add_argument("--organ-mode", choices=("shared", "organ"),
                         help="one autoencoder for all organs with an organ code (default) or one per organ")
-    parser.add_argument("--threshold-rule", choices=("youden", "sensitivity"),
+    parser.add_argument("--threshold-rule", choices=THRESHOLD_RULES,
                         help="warning threshold: youden (default; Youden's J on the training trajectories' last "
                              "risk) or sensitivity (the highest threshold reaching --target-sensitivity)")
     parser.add_argument("--target-sensitivity", type=_open_unit, metavar="S",

@@ -108,6 +108,9 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
 
 
+THRESHOLD_RULES = ("youden", "sensitivity")
+
+
 def choose_threshold(y, p, rule="youden", target_sensitivity=0.8):
     """Warning threshold from training predictions: Youden's J (max sensitivity + specificity - 1) or
     the highest threshold that still reaches `target_sensitivity`."""
@@ -122,4 +125,4 @@ def choose_threshold(y, p, rule="youden", target_sensitivity=0.8):
         return float(thr[int(np.argmax(tpr - fpr))])
     if rule == "sensitivity":
         return float(thr[int(np.flatnonzero(tpr >= target_sensitivity)[0])])
-    raise ModelError(f"unknown threshold rule {rule!r} (youden or sensitivity)")
+    raise ModelError(f"unknown threshold rule {rule!r} ({' or '.join(THRESHOLD_RULES)})")

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator
 
 from COMPASSLib.errors import ModelError
 from COMPASSLib.twin import autoencoder
-from COMPASSLib.twin.classifier import LatentLogistic, choose_threshold
+from COMPASSLib.twin.classifier import THRESHOLD_RULES, LatentLogistic, choose_threshold
 from COMPASSLib.twin.preprocess import Preprocessor
 from COMPASSLib.twin.trajectories import (check_table, labels_frame, numeric_feature_columns, to_arrays,
                                           trajectory_keys)
@@ -69,8 +69,8 @@ class CompassTwin(BaseEstimator):
         check_table(table)
         if self.organ_mode not in ("shared", "organ"):
             raise ModelError(f"organ_mode must be 'shared' or 'organ', not {self.organ_mode!r}")
-        if self.threshold_rule not in ("youden", "sensitivity"):
-            raise ModelError(f"threshold_rule must be 'youden' or 'sensitivity', not {self.threshold_rule!r}")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ModelError(f"threshold_rule must be one of {', '.join(THRESHOLD_RULES)}, not {self.threshold_rule!r}")
         t = self.target_sensitivity
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
             raise ModelError(f"target_sensitivity must be a number in (0, 1], not {t!r}")
