@@ -103,7 +103,7 @@ LAYERS = [
      "COMPASSLib.resources", "COMPASSLib.allocator", "COMPASSLib.devices", "COMPASSLib.memory",
      "COMPASSLib.executors"],
     ["COMPASSLib.cohort", "COMPASSLib.geometry", "COMPASSLib.io", "COMPASSLib.ingest", "COMPASSLib.scan"],
-    ["COMPASSLib.dose", "COMPASSLib.ntcp", "COMPASSLib.synth"],
+    ["COMPASSLib.dose", "COMPASSLib.dvh_agreement", "COMPASSLib.ntcp", "COMPASSLib.synth"],
     ["COMPASSLib.features"], ["COMPASSLib.twin"], ["COMPASSLib.mrml"],
     ["COMPASSLib.pipeline", "COMPASSLib.report", "COMPASSLib.background", "COMPASSLib.webview"],
     ["COMPASSLib.batch", "COMPASSLib.cli", "COMPASSLib.commands", "COMPASSLib.__main__"],

@@ -2,12 +2,8 @@
 `compass dvh --supersample`): the pieces on their own, then the dicompyler example plan
 (../shared/data/dicompyler_example) against the planning system's DVHs stored in its RTDOSE.
 
-Reading the planning-system DVHs. DVHData holds (bin width 0.01 Gy, cumulative cc) pairs; the value of
-bin i is the volume receiving at least (lower edge + half a bin). The evidence: the planning system's
-own DVHMeanDose (% of the 14 Gy prescription) equals the mean of the bins taken that way (Heart 0.6476
-vs 0.6477 Gy, Tumor Bed 14.2907 vs 14.2908 Gy; at the lower edges 0.6427 and 14.2858), and so do the
-curves of the two large ROIs, which supersampling hardly changes: Heart 0.53 and Lt Lung 0.28
-volume-% points from ours at half a bin, 3.47 and 1.71 at the lower edge.
+The planning-system DVHs are read by `io.planning_dvh` (each cumulative value at its bin's lower edge plus
+half a bin; its docstring has the evidence, test_dvh_planning_system.py checks it against DVHMeanDose).
 
 Measured here (relative cumulative DVH: largest difference in volume-% points over all TPS bins; mean
 against DVHMeanDose), whole voxels (supersample 1) -> the auto factor with the slab rule (--between-planes
@@ -179,22 +175,22 @@ def plan(shared_data):
 @pytest.fixture(scope="module")
 def tps(plan):
     """ROI name -> (dose at which each cumulative value holds, relative cumulative volume %, mean Gy, cc) of
-    the planning system's DVHs (module docstring: values at lower edge + half a bin; mean = DVHMeanDose
-    in % of the RTPLAN's prescription)."""
+    the planning system's DVHs, read by `io.planning_dvh` (values at lower edge + half a bin, its module
+    docstring says why); mean = DVHMeanDose in % of the RTPLAN's prescription."""
     import pydicom
 
+    from COMPASSLib.io.planning_dvh import read_planning_dvhs
+    from COMPASSLib.io.rtstruct import roi_numbers
+
     folder = plan[0]
-    names = {int(r.ROINumber): str(r.ROIName)
-             for r in pydicom.dcmread(folder / "rtss.dcm", stop_before_pixels=True).StructureSetROISequence}
-    plan = pydicom.dcmread(folder / "rtplan.dcm", stop_before_pixels=True)
-    rx_gy = float(plan.DoseReferenceSequence[0].TargetPrescriptionDose)
+    names = roi_numbers(folder / "rtss.dcm")
+    rx_gy = float(pydicom.dcmread(folder / "rtplan.dcm", stop_before_pixels=True)
+                  .DoseReferenceSequence[0].TargetPrescriptionDose)
+    curves, _ = read_planning_dvhs(folder / "rtdose.dcm")
     out = {}
     for item in pydicom.dcmread(folder / "rtdose.dcm", stop_before_pixels=True).DVHSequence:
-        data = np.array([float(v) for v in item.DVHData]).reshape(-1, 2)
-        widths = data[:, 0] * float(item.DVHDoseScaling)
-        at = np.r_[0.0, np.cumsum(widths)][:-1] + widths / 2
-        out[names[int(item.DVHReferencedROISequence[0].ReferencedROINumber)]] = (
-            at, 100 * data[:, 1] / data[0, 1], float(item.DVHMeanDose) * rx_gy / 100, data[0, 1])
+        c = curves[int(item.DVHReferencedROISequence[0].ReferencedROINumber)]
+        out[names[c.roi_number]] = (c.dose_gy, c.volume_pct, float(item.DVHMeanDose) * rx_gy / 100, c.volume_cc)
     return out
 
 
@@ -244,7 +240,8 @@ MEASURED = {"Borders": (7.55, 0.28, 1.66, -0.07), "Scar": (17.42, 2.23, 1.41, -0
 # is not known). Closing the ends at a quarter of a spacing instead of half (measured, not kept: a length
 # fitted to this one planning system, with no reason of its own) gives Nodes 0.86, Borders 1.36 (its TPS
 # volume to 0.3 %), Scar 1.42 and Tumor Bed -0.5 % in volume. The bounds are the measured values plus a
-# small margin.
+# small margin. In dose and volume together all three are within 1 % (DVH gamma 1 % of 14 Gy / 1 volume-%:
+# Borders 0.03, Nodes 0.02, Scar 0.87; test_dvh_planning_system.py).
 NOT_WITHIN_1PP = {"Borders": 1.75, "Scar": 1.5, "Nodes": 2.4}
 WITHIN_QUARTER_BIN = {"Borders": 0.55, "Nodes": 0.6}
 

@@ -27,6 +27,7 @@ import SimpleITK as sitk
 
 from COMPASSLib import io as cio
 from COMPASSLib.errors import CompassError
+from COMPASSLib.io.planning_dvh import read_planning_dvhs
 from COMPASSLib.io.rtstruct import list_rois
 from corpus import fuzz
 
@@ -50,8 +51,8 @@ def _cropped_dose(path, frames=4):
     ds.PixelData = ds.PixelData[: frames * per_frame]
     ds.NumberOfFrames = frames
     ds.GridFrameOffsetVector = list(ds.GridFrameOffsetVector)[:frames]
-    if "DVHSequence" in ds:
-        del ds.DVHSequence
+    if "DVHSequence" in ds:   # two short planning-system DVHs (Borders, Nodes) for io.planning_dvh
+        ds.DVHSequence = pydicom.Sequence([d for d in ds.DVHSequence if len(d.DVHData) < 40])
     return _bytes(ds)
 
 
@@ -129,6 +130,10 @@ def _read(modality, files, reference):
         _plausible_image(cio.read_volume(files, "pet", **where), "PET")
     elif modality == "RTDOSE":
         _plausible_image(cio.read_volume(files, "dose", **where), "RTDOSE", nonnegative=True)
+        for number, curve in read_planning_dvhs(files[0], **where)[0].items():
+            v = curve.volume_pct
+            assert np.isfinite(curve.dose_gy).all() and np.isfinite(v).all(), f"DVH of ROI {number}: not finite"
+            assert v.min() >= 0 and abs(v[0] - 100) < 1e-6, f"DVH of ROI {number}: {v[:3]}"
     else:
         list_rois(files[0], **where)
         for name, mask in cio.read_structures(files, reference, **where).items():

@@ -109,6 +109,12 @@ def list_rois(path, patient=None, fraction=None) -> list:
     return [name for name, _ in _roi_table(_open(path, patient, fraction), path, patient, fraction).values()]
 
 
+def roi_numbers(path, patient=None, fraction=None) -> dict:
+    """ROI number -> ROI name (what an RTDOSE's DVHReferencedROISequence and an RTPLAN refer to)."""
+    return {number: name for number, (name, _) in _roi_table(_open(path, patient, fraction), path, patient,
+                                                             fraction).items()}
+
+
 def structure_frame_of_reference(ds) -> str:
     for item in ds.get("ReferencedFrameOfReferenceSequence", []):
         uid = str(item.get("FrameOfReferenceUID", ""))

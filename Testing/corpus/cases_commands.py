@@ -175,8 +175,62 @@ def dvh_cases():
         ds.save_as(d / "in" / "RD.dcm")
         return d / "in" / "RD.dcm"
 
+    def with_planning_dvh(data=None):
+        """The fraction's RTDOSE with a planning-system DVH of Heart added: `data` as its DVHData, or (None)
+        COMPASS's own cumulative Heart DVH at 0.01 Gy bins (each value at lower edge + half a bin)."""
+        def make(ws, d):
+            import numpy as np
+            import pydicom
+            from pydicom.dataset import Dataset
+
+            from COMPASSLib import dose as dose_mod
+            from COMPASSLib.io.rtdose import read_rtdose
+            from COMPASSLib.io.rtstruct import read_rtstruct_contours, roi_numbers
+            from COMPASSLib.io.shape_interpolation import BetweenPlanes
+
+            number = next(k for k, name in roi_numbers(ws.rtstruct).items() if name == "Heart")
+            values = data
+            if values is None:
+                grid = read_rtdose(ws.dose)
+                contours = read_rtstruct_contours(ws.rtstruct, grid, rois=["Heart"])["Heart"]
+                f = 2
+                solid = BetweenPlanes(contours, grid, f, dose_mod.sub_slices(f), "Heart")
+                dvh = dose_mod.supersampled_dvh(grid, solid, f, slice_fraction=solid.slice_fraction)
+                at = np.arange(0.005, dvh.max_gy + 0.02, 0.01)
+                cc = dvh.volume_cc * (dvh.n_voxels - np.searchsorted(dvh.values, at, side="left")) / dvh.n_voxels
+                values = [v for c in cc for v in (0.01, float(c))]
+            item = Dataset()
+            ref = Dataset()
+            ref.ReferencedROINumber = number
+            item.DVHReferencedROISequence = pydicom.Sequence([ref])
+            item.DVHType, item.DoseUnits, item.DoseType, item.DVHVolumeUnits = "CUMULATIVE", "GY", "PHYSICAL", "CM3"
+            item.DVHDoseScaling, item.DVHNumberOfBins = 1.0, len(values) // 2
+            item.DVHData = values
+            ds = pydicom.dcmread(ws.dose)
+            ds.DVHSequence = pydicom.Sequence([item])
+            ds.save_as(d / "in" / "RD.dcm")
+            return d / "in" / "RD.dcm"
+        return make
+
+    def own_dvh_met(ws, d, value):
+        import json
+
+        rows = {r["name"]: r for r in json.loads(value[0])["rois"]}
+        p = rows["Heart"]["planning_system"]
+        assert p is not None and p["max_volume_diff_pp"] < 0.01 and p["gamma_max"] < 0.01, p
+        assert all(r["planning_system"] is None for n, r in rows.items() if n != "Heart")
+
     dose, rs = (lambda ws, d: ws.dose), (lambda ws, d: ws.rtstruct)
     return [
+        cli_case(DVH, "dvh_compare_tps_without_planning_dvhs", dvh("--dose", dose, "--structures", rs,
+                                                                   "--compare-tps"),
+                 refused("no planning-system DVH", "no DVHSequence"), out=None),
+        cli_case(DVH, "dvh_compare_tps_broken_dvhdata", dvh("--dose", with_planning_dvh([0.01, 5.0, 0.01]),
+                                                            "--structures", rs, "--compare-tps"),
+                 refused("DVHData of ROI", "3 values"), out=None),
+        cli_case(DVH, "dvh_compare_tps_own_dvh", dvh("--dose", with_planning_dvh(), "--structures", rs,
+                                                     "--supersample", "2", "--compare-tps"),
+                 SAME, out=None, check=own_dvh_met, note="its own Heart DVH as the planning system's: met exactly"),
         cli_case(DVH, "dvh_roi_absent", dvh("--dose", dose, "--structures", rs, "--roi", "Nope"),
                  refused("not in RTSTRUCT", "Nope"), out=None),
         cli_case(DVH, "dvh_structures_missing", dvh("--dose", dose, "--structures", lambda ws, d: d / "in" / "RS.dcm"),
