@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -64,21 +65,30 @@ def prepare(work, shape, seed, readout="pet", keep_dicom=False):
         from COMPASSLib.features.table import extract_cohort
         from COMPASSLib.synth import generate_cohort
 
+        # Built in a folder of this process's own and renamed when whole: two benchmarks preparing the same
+        # cohort at once each build their own copy (the same bytes), the first to finish is kept.
+        staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
         t0 = time.perf_counter()
         extra = {} if readout == "pet" else {"readout": readout}
-        manifest = generate_cohort(folder / "cohort", seed=seed, **SHAPES[shape], **extra)
+        manifest = generate_cohort(staging / "cohort", seed=seed, **SHAPES[shape], **extra)
         t1 = time.perf_counter()
-        table = extract_cohort(manifest, "full", cache_dir=folder / "cache")
+        table = extract_cohort(manifest, "full", cache_dir=staging / "cache")
         if table.attrs.get("failures"):
             raise SystemExit(f"{folder}: feature extraction failed for {table.attrs['failures']}")
         table.attrs = {}
-        table.to_parquet(table_file.with_suffix(".tmp"))
+        table.to_parquet(staging / table_file.name)
         for name in ("outcomes.csv", "ground_truth.json", "synth_provenance.json"):
-            shutil.copy(folder / "cohort" / name, folder / name)
-        table_file.with_suffix(".tmp").rename(table_file)
+            shutil.copy(staging / "cohort" / name, staging / name)
         if not keep_dicom:
-            shutil.rmtree(folder / "cohort")
-            shutil.rmtree(folder / "cache", ignore_errors=True)
+            shutil.rmtree(staging / "cohort")
+            shutil.rmtree(staging / "cache", ignore_errors=True)
+        if folder.is_dir() and not table_file.is_file():
+            shutil.rmtree(folder)                      # what a killed preparation of the old kind left
+        try:
+            staging.rename(folder)
+        except OSError:                                # another process finished it first
+            shutil.rmtree(staging, ignore_errors=True)
         print(f"  prepared {folder.name}: synth {t1 - t0:.0f} s, features {time.perf_counter() - t1:.0f} s",
               flush=True)
     table = pd.read_parquet(table_file)
