@@ -12,7 +12,8 @@ DESCRIPTION = (
     "(RTDOSE or NRRD/NIfTI in Gy). Without a CT the dose grid is the reference grid: contours are "
     "rasterised onto it. Dxcc is the minimum dose to the hottest x cc; Dx% the same for x% of the ROI. "
     "An RTSTRUCT's ROIs are sampled finer than the dose grid, small ones most, with the shape interpolated "
-    "between contour planes (--supersample, --between-planes; docs/features.md).")
+    "between contour planes (--supersample, --between-planes; docs/features.md). --compare-tps checks each "
+    "DVH against the planning system's own, stored in the RTDOSE.")
 
 # Shown in the table, in order; --json prints every metric.
 _TABLE = (("volume_cc", "Volume cc"), ("min_gy", "Min Gy"), ("max_gy", "Max Gy"), ("mean_gy", "Mean Gy"),
@@ -70,7 +71,7 @@ def add_arguments(parser):
     parser.add_argument("--compare-tps", action="store_true",
                         help="compare every ROI's DVH with the planning system's own DVH stored in the RTDOSE "
                              "(its DVHSequence): largest volume difference and DVH gamma (docs/features.md)")
-    parser.add_argument("--gamma", type=gamma_arg, metavar="DOSE%%,VOLUME%%",
+    parser.add_argument("--gamma", type=gamma_arg, metavar="DOSE%,VOLUME%",
                         help="with --compare-tps: the DVH gamma's criteria, dose in %% of --reference-dose and "
                              "volume in volume-%% points (default 1,1)")
     parser.add_argument("--reference-dose", type=float, metavar="GY",
