@@ -229,6 +229,11 @@ def test_compare_tps_refuses_what_it_cannot_compare(example, tmp_path, small_coh
     assert "planning-system DVH of ROI 'Borders' not compared: DVHType NATURAL" in captured.err
     rows = {r["name"]: r for r in json.loads(captured.out)["rois"]}
     assert rows["Borders"]["planning_system"] is None and rows["Heart"]["planning_system"]["gamma_max"] < 1
+    # a DVH of an ROI number the structure set does not have is said too
+    stray = _rtdose_with(example, tmp_path, lambda ds: setattr(
+        ds.DVHSequence[1].DVHReferencedROISequence[0], "ReferencedROINumber", 42))
+    assert main(base + ["--dose", str(stray), "--roi", "Heart", "--compare-tps", "--json"]) == 0
+    assert "ROI number 42 not compared: the RTSTRUCT has no such ROI" in capsys.readouterr().err
     # inputs are never modified
     assert read_planning_dvhs(example / "rtdose.dcm")[1] == {}
     shutil.rmtree(tmp_path)

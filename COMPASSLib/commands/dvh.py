@@ -229,6 +229,9 @@ def _planning(args, dose_image, masks):
     names = roi_numbers(args.structures)
     for number, why in skipped.items():
         print(f"planning-system DVH of ROI {names.get(number, number)!r} not compared: {why}", file=sys.stderr)
+    for number in sorted(set(curves) - set(names)):
+        print(f"planning-system DVH of ROI number {number} not compared: the RTSTRUCT has no such ROI "
+              "(another structure set?)", file=sys.stderr)
     by_name = {names[k]: c for k, c in curves.items() if k in names and names[k] in masks}
     reference = args.reference_dose
     if reference is None:
