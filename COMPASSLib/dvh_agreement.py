@@ -21,6 +21,7 @@ from COMPASSLib.dose import DVH
 from COMPASSLib.io.planning_dvh import PlanningDVH
 
 GAMMA_RESOLUTION = 0.005
+CHUNK_VALUES = 4_000_000   # 32 MB a temporary array, whatever the criteria and the number of points
 
 
 def cumulative_pct(dvh: DVH, dose_gy) -> np.ndarray:
@@ -42,11 +43,12 @@ def dvh_gamma(dvh: DVH, planning: PlanningDVH, dose_tolerance_gy: float, volume_
     px = np.asarray(planning.dose_gy, float) / dose_tolerance_gy
     py = np.asarray(planning.volume_pct, float) / volume_tolerance_pct
     out = np.empty(len(px))
-    for i in range(0, len(px), 64):   # 64 points x the segments at a time: bounded memory
-        x, y = px[i:i + 64, None], py[i:i + 64, None]
+    step = max(1, CHUNK_VALUES // len(x0))   # points per pass: each temporary holds <= CHUNK_VALUES floats
+    for i in range(0, len(px), step):
+        x, y = px[i:i + step, None], py[i:i + step, None]
         dx = np.maximum(np.maximum(x0 - x, x - x1), 0.0)
         dy = np.maximum(np.maximum(np.minimum(y0, y1) - y, y - np.maximum(y0, y1)), 0.0)
-        out[i:i + 64] = np.sqrt(dx ** 2 + dy ** 2).min(axis=1)
+        out[i:i + step] = np.sqrt(dx ** 2 + dy ** 2).min(axis=1)
     return out
 
 
