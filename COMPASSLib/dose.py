@@ -315,11 +315,13 @@ class DVH:
         return self.dx_cc(self.volume_cc * percent / 100.0)
 
     # volume at dose
-    def vx_cc(self, dose_gy: float) -> float:
-        """Volume (cc) receiving at least `dose_gy`."""
-        return (self.n_voxels - int(np.searchsorted(self.values, dose_gy, side="left"))) * self.voxel_cc
+    def vx_cc(self, dose_gy):
+        """Volume (cc) receiving at least `dose_gy`: a float, or an array for an array of doses (a curve)."""
+        count = self.n_voxels - np.searchsorted(self.values, dose_gy, side="left")
+        return count * self.voxel_cc if np.ndim(count) else float(count) * self.voxel_cc
 
-    def vx_pct(self, dose_gy: float) -> float:
+    def vx_pct(self, dose_gy):
+        """The same in % of the ROI's volume."""
         return 100.0 * self.vx_cc(dose_gy) / self.volume_cc
 
     def geud(self, n: float) -> float:

@@ -24,15 +24,9 @@ GAMMA_RESOLUTION = 0.005
 CHUNK_VALUES = 4_000_000   # 32 MB a temporary array, whatever the criteria and the number of points
 
 
-def cumulative_pct(dvh: DVH, dose_gy) -> np.ndarray:
-    """COMPASS's relative cumulative volume (%) receiving at least each dose of `dose_gy`."""
-    n = dvh.n_voxels
-    return 100.0 * (n - np.searchsorted(dvh.values, np.asarray(dose_gy, float), side="left")) / n
-
-
 def volume_differences(dvh: DVH, planning: PlanningDVH) -> np.ndarray:
     """COMPASS minus the planning system, volume-% points, at each planning-system dose."""
-    return cumulative_pct(dvh, planning.dose_gy) - planning.volume_pct
+    return dvh.vx_pct(np.asarray(planning.dose_gy, float)) - planning.volume_pct
 
 
 def dvh_gamma(dvh: DVH, planning: PlanningDVH, dose_tolerance_gy: float, volume_tolerance_pct: float) -> np.ndarray:

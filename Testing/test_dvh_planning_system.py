@@ -32,7 +32,7 @@ import pytest
 
 from COMPASSLib import dose
 from COMPASSLib.cli import main
-from COMPASSLib.dvh_agreement import cumulative_pct, dvh_gamma, volume_differences
+from COMPASSLib.dvh_agreement import dvh_gamma, volume_differences
 from COMPASSLib.errors import InputError
 from COMPASSLib.io.planning_dvh import PlanningDVH, read_planning_dvhs
 
@@ -151,7 +151,7 @@ def test_gamma_equals_a_brute_force_search():
     rng = np.random.default_rng(3)
     dvh = dose.DVH(np.r_[rng.normal(5.0, 0.8, 40), 5.0, 5.0, 5.0], 0.01)   # ties: one step of three samples
     at = np.sort(rng.uniform(2.0, 8.0, 30))
-    planning = PlanningDVH(1, at, np.clip(cumulative_pct(dvh, at) + rng.normal(0, 4, 30), 0, 100), None,
+    planning = PlanningDVH(1, at, np.clip(dvh.vx_pct(at) + rng.normal(0, 4, 30), 0, 100), None,
                            "CUMULATIVE")
     for dd, dv in ((0.1, 1.0), (0.5, 2.0), (0.02, 0.5)):
         np.testing.assert_allclose(dvh_gamma(dvh, planning, dd, dv), _brute_force_gamma(dvh, planning, dd, dv),
@@ -164,9 +164,9 @@ def test_gamma_of_a_curve_against_itself_shifted_in_dose():
     criterion (1 %) plus resolution."""
     dvh = dose.DVH(np.random.default_rng(0).normal(10.0, 0.5, 20000), 0.001)
     at = np.linspace(8.0, 12.0, 41)
-    same = PlanningDVH(1, at, cumulative_pct(dvh, at), None, "CUMULATIVE")
+    same = PlanningDVH(1, at, dvh.vx_pct(at), None, "CUMULATIVE")
     assert dvh_gamma(dvh, same, 0.1, 1.0).max() <= 0.006
-    moved = PlanningDVH(1, at, cumulative_pct(dvh, at - 0.05), None, "CUMULATIVE")
+    moved = PlanningDVH(1, at, dvh.vx_pct(at - 0.05), None, "CUMULATIVE")
     assert np.abs(volume_differences(dvh, moved)).max() > 3.0
     g = dvh_gamma(dvh, moved, 0.1, 1.0)
     assert g.max() <= 0.5 + 0.006 and g.max() > 0.1

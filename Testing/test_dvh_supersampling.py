@@ -205,8 +205,7 @@ def _ours(plan, roi, factor, between_planes="slab"):
 
 
 def _curve_pp(dvh, at, tps_pct) -> float:
-    ours = 100 * (dvh.n_voxels - np.searchsorted(dvh.values, at, side="left")) / dvh.n_voxels
-    return float(np.abs(ours - tps_pct).max())
+    return float(np.abs(dvh.vx_pct(at) - tps_pct).max())
 
 
 def _auto(plan, roi):
@@ -217,8 +216,7 @@ def _curve_pp_within(dvh, at, tps_pct, dose_tolerance_gy) -> float:
     """The same, but a TPS point is met when our curve passes through it anywhere within
     +-`dose_tolerance_gy` of its dose (how far off in volume where it is not)."""
     shifts = np.linspace(-dose_tolerance_gy, dose_tolerance_gy, 21)
-    ours = np.array([100 * (dvh.n_voxels - np.searchsorted(dvh.values, at + s, side="left")) / dvh.n_voxels
-                     for s in shifts])
+    ours = np.array([dvh.vx_pct(at + s) for s in shifts])
     return float((np.maximum(ours.min(0) - tps_pct, 0) + np.maximum(tps_pct - ours.max(0), 0)).max())
 
 

@@ -101,6 +101,7 @@ def roi_metrics(dose_image, masks: dict, vx_gy=(), contours=None, supersample=1,
     DVH (io.planning_dvh); each ROI then gets `planning_system` (dvh_agreement.agreement with the `gamma`
     criteria against `reference_dose_gy`, or None where the planning system has no DVH of it)."""
     from COMPASSLib import dose, memory, resources
+    from COMPASSLib.dvh_agreement import agreement
     from COMPASSLib.errors import DoseError
     from COMPASSLib.io.rtstruct import subvoxel_centres
     from COMPASSLib.io.shape_interpolation import BetweenPlanes
@@ -128,8 +129,6 @@ def roi_metrics(dose_image, masks: dict, vx_gy=(), contours=None, supersample=1,
         row = {"name": name, "organ": organ, **dvh.metrics(vx_gy=vx_gy, geud_n=n), "supersample": factor,
                "between_planes": how}
         if planning is not None:
-            from COMPASSLib.dvh_agreement import agreement
-
             theirs = planning.get(name)
             row["planning_system"] = (None if theirs is None else
                                       agreement(dvh, theirs, reference_dose_gy, dose_pct=gamma[0], volume_pct=gamma[1]))

@@ -197,8 +197,7 @@ def dvh_cases():
                 solid = BetweenPlanes(contours, grid, f, dose_mod.sub_slices(f), "Heart")
                 dvh = dose_mod.supersampled_dvh(grid, solid, f, slice_fraction=solid.slice_fraction)
                 at = np.arange(0.005, dvh.max_gy + 0.02, 0.01)
-                cc = dvh.volume_cc * (dvh.n_voxels - np.searchsorted(dvh.values, at, side="left")) / dvh.n_voxels
-                values = [v for c in cc for v in (0.01, float(c))]
+                values = [v for c in dvh.vx_cc(at) for v in (0.01, float(c))]
             item = Dataset()
             ref = Dataset()
             ref.ReferencedROINumber = number
