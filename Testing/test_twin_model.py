@@ -156,10 +156,10 @@ def test_threshold_rules():
     from COMPASSLib.twin.classifier import choose_threshold
 
     y, p = [0, 0, 1, 1, 1], [0.1, 0.4, 0.35, 0.8, 0.9]
-    assert choose_threshold(y, p, "youden") == pytest.approx(0.8)          # J = 2/3 - 0
+    assert choose_threshold(y, p, "youden", None) == pytest.approx(0.8)    # J = 2/3 - 0
     assert choose_threshold(y, p, "sensitivity", 1.0) == pytest.approx(0.35)
     with pytest.raises(ModelError, match="threshold rule"):
-        choose_threshold(y, p, "max")
+        choose_threshold(y, p, "max", 0.85)
 
 
 def test_prefix_weights_give_each_trajectory_one_vote():

@@ -20,10 +20,11 @@ def add_twin_arguments(parser):
     parser.add_argument("--organ-mode", choices=("shared", "organ"),
                         help="one autoencoder for all organs with an organ code (default) or one per organ")
     parser.add_argument("--threshold-rule", choices=THRESHOLD_RULES,
-                        help="warning threshold: youden (default; Youden's J on the training trajectories' last "
-                             "risk) or sensitivity (the highest threshold reaching --target-sensitivity)")
+                        help="warning threshold: sensitivity (default: the highest threshold whose warnings catch "
+                             "--target-sensitivity of the training trajectories' toxicities) or youden (Youden's J "
+                             "on the training trajectories' last risk: misses and false alarms weighed alike)")
     parser.add_argument("--target-sensitivity", type=_open_unit, metavar="S",
-                        help="the training sensitivity the warning threshold must reach (0 < S < 1; default 0.8); "
+                        help="the training sensitivity the warning threshold must reach (0 < S < 1; default 0.85); "
                              "implies --threshold-rule sensitivity (docs/twin.md: the measured trade-off)")
     parser.add_argument("--workers", type=int, default=1,
                         help="local processes for the heavy steps: features, evaluation folds, texture maps (default 1)")

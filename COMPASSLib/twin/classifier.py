@@ -111,9 +111,10 @@ def _sigmoid(x):
 THRESHOLD_RULES = ("youden", "sensitivity")
 
 
-def choose_threshold(y, p, rule="youden", target_sensitivity=0.8):
-    """Warning threshold from training predictions: Youden's J (max sensitivity + specificity - 1) or
-    the highest threshold that still reaches `target_sensitivity`."""
+def choose_threshold(y, p, rule, target_sensitivity):
+    """Warning threshold from training predictions: the highest threshold that still reaches
+    `target_sensitivity` ("sensitivity"), or Youden's J, max sensitivity + specificity - 1 ("youden").
+    The defaults are CompassTwin's (threshold_rule, target_sensitivity)."""
     from sklearn.metrics import roc_curve
 
     y = np.asarray(y).astype(int)

@@ -36,8 +36,8 @@ RISK_COLUMNS = ["patient", "organ", "fraction", "risk", "ci_low", "ci_high", "wa
 
 class CompassTwin(BaseEstimator):
     def __init__(self, latent_size=4, hidden_size=16, epochs=150, lr=0.01, weight_decay=1e-4,
-                 batch_size=256, seed=0, device="cpu", organ_mode="shared", threshold_rule="youden",
-                 target_sensitivity=0.8, max_features=24, max_nan_fraction=0.5, C=1.0, n_bootstrap=50,
+                 batch_size=256, seed=0, device="cpu", organ_mode="shared", threshold_rule="sensitivity",
+                 target_sensitivity=0.85, max_features=24, max_nan_fraction=0.5, C=1.0, n_bootstrap=50,
                  ig_steps=16, top_k=3, threads=1, supervision=0.0, balance=None, prefix_weight="linear",
                  class_weight=None):
         self.latent_size = latent_size

@@ -9,6 +9,10 @@ trajectories and folds:
 - every single numeric feature of the table as a one-feature logistic regression (with organ intercepts)
   fitted inside each fold, the feature chosen inside the fold by its training AUC: "best single feature";
 - one raw number, nothing fitted: the organ's relative mean-SUV rise from its first to its last PET;
+- a logistic regression fitted in the same folds on inputs chosen by hand, with no selection: the measured
+  response (log PET rise or CT change) with log mean BED and the organ, then plus the hidden hot-spot
+  index, then the hidden radiosensitivity in place of the response ("fitted: ..." rows: what the features
+  carry, against what the twin keeps of it);
 - the ceilings from ground_truth.json (read here only, never by the pipeline): the hidden model's own
   probabilities, and its logit without the patient offset that no image or dose shows.
 
@@ -200,6 +204,58 @@ def ceilings(truth, outcomes):
             "hidden_brier": _brier(y, rows["probability"])}
 
 
+def _lopo_logistic(X, y, patients):
+    """Pooled held-out AUC of a logistic regression on X fitted in each leave-one-patient-out fold
+    (standardised on the fold's training rows, L2 with C = 1 as the twin's classifier)."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    pred = np.full(len(y), np.nan)
+    for p in np.unique(patients):
+        train, test = patients != p, patients == p
+        mu, sd = X[train].mean(axis=0), X[train].std(axis=0)
+        sd = np.where(sd > 1e-12, sd, 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lr = LogisticRegression(C=1.0, max_iter=5000).fit((X[train] - mu) / sd, y[train])
+        pred[test] = lr.predict_proba((X[test] - mu) / sd)[:, 1]
+    return _auc(y, pred)
+
+
+def fitted_ceilings(table, outcomes, truth):
+    """What a model fitted in the same LOPO folds gets from the few inputs that carry the signal, chosen by
+    hand (so no selection cost): the measured response (log relative PET mean-SUV rise, or the CT mean-HU
+    change) with log mean BED and the organ; the same plus the hidden hot-spot index (read from the
+    ground truth: how much a dose feature that saw it would add); and the hidden log radiosensitivity in
+    place of the measured response (what the measurement costs). Separates what the twin's representation
+    loses from what the features do not carry."""
+    import pandas as pd
+
+    rows = final_rows(table, outcomes)
+    t = table.sort_values("fraction")
+    first = t.groupby(["patient", "organ"]).first().reset_index()
+    first["patient"] = first["patient"].astype(str)
+    first = rows[["patient", "organ"]].merge(first, on=["patient", "organ"], how="left")
+    hidden = pd.DataFrame([o for p in truth["patients"] for o in p["organs"]])
+    hidden = rows[["patient", "organ"]].merge(hidden, on=["patient", "organ"], how="left")
+    y, patients = rows["label"].to_numpy(int), rows["patient"].to_numpy()
+    organs = sorted(rows["organ"].unique())
+    onehot = (rows["organ"].to_numpy()[:, None] == np.array(organs)[None, :]).astype(float)
+    ln_bed = np.log(rows["bed_mean_gy"].to_numpy(float) + 1e-3)
+    pet = np.log(np.clip(rows["pet_suv_mean"].to_numpy(float) / first["pet_suv_mean"].to_numpy(float) - 1,
+                         1e-3, None))
+    ct = rows["ct_firstorder_Mean"].to_numpy(float) - first["ct_firstorder_Mean"].to_numpy(float)
+    hotspot = hidden["hotspot_index"].to_numpy(float)
+    ln_s = np.log(hidden["radiosensitivity"].to_numpy(float))
+    out = {}
+    for name, response in (("pet", pet), ("ct", ct), ("hidden_s", ln_s)):
+        base = np.column_stack([np.nan_to_num(response), ln_bed, onehot])
+        out[name] = _lopo_logistic(base, y, patients)
+        out[name + "_hotspot"] = _lopo_logistic(np.column_stack([base, hotspot]), y, patients)
+    return out
+
+
 def final_rows_labels(outcomes):
     from COMPASSLib.twin.trajectories import labels_frame
 
@@ -209,12 +265,19 @@ def final_rows_labels(outcomes):
 def baselines(folder, table, outcomes, truth):
     """What does not depend on the twin's settings, computed once per cohort (kept in the work folder)."""
     cached = Path(folder) / "baselines.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    out = {"single": best_single_feature(table, outcomes), "pet_rise": raw_rise(table, outcomes, "pet_suv_mean"),
-           "ct_rise": raw_rise(table, outcomes, "ct_firstorder_Mean", relative=False), "ceiling": ceilings(truth, outcomes),
-           "n": int(len(final_rows(table, outcomes)))}
-    cached.write_text(json.dumps(out))
+    out = json.loads(cached.read_text()) if cached.is_file() else {}
+    parts = {"single": lambda: best_single_feature(table, outcomes),
+             "pet_rise": lambda: raw_rise(table, outcomes, "pet_suv_mean"),
+             "ct_rise": lambda: raw_rise(table, outcomes, "ct_firstorder_Mean", relative=False),
+             "ceiling": lambda: ceilings(truth, outcomes), "fitted": lambda: fitted_ceilings(table, outcomes, truth),
+             "n": lambda: int(len(final_rows(table, outcomes)))}
+    missing = [k for k in parts if k not in out]
+    for k in missing:  # a cache written before a baseline was added gains it, the rest is reused
+        out[k] = parts[k]()
+    if missing:
+        tmp = cached.with_name(f"{cached.name}.partial-{os.getpid()}")
+        tmp.write_text(json.dumps(out))
+        os.replace(tmp, cached)
     return out
 
 
@@ -230,6 +293,12 @@ ROWS = [("twin AUC", ("twin", "auc")), ("twin Brier", ("twin", "brier")),
         ("PET rise, unfitted, AUC", ("pet_rise", "auc")), ("CT rise, unfitted, AUC", ("ct_rise", "auc")),
         ("mean-dose LR AUC", ("twin", "mean_dose_auc")), ("mean-dose LR Brier", ("twin", "mean_dose_brier")),
         ("LKB AUC", ("twin", "lkb_auc")), ("LKB Brier", ("twin", "lkb_brier")),
+        ("fitted: PET rise, BED, organ AUC", ("fitted", "pet")),
+        ("fitted: PET rise ... + hidden hot-spot", ("fitted", "pet_hotspot")),
+        ("fitted: CT change, BED, organ AUC", ("fitted", "ct")),
+        ("fitted: CT change ... + hidden hot-spot", ("fitted", "ct_hotspot")),
+        ("fitted: hidden ln s, BED, organ AUC", ("fitted", "hidden_s")),
+        ("fitted: hidden ln s ... + hot-spot", ("fitted", "hidden_s_hotspot")),
         ("ceiling: hidden probability AUC", ("ceiling", "hidden")),
         ("ceiling: without patient offset AUC", ("ceiling", "observable"))]
 
