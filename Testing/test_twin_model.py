@@ -162,6 +162,24 @@ def test_threshold_rules():
         choose_threshold(y, p, "max", 0.85)
 
 
+def test_the_default_warning_threshold_catches_85_percent_of_the_training_toxicities(data, fitted):
+    """The default operating point (docs/twin.md "The warning's operating point"): the highest threshold
+    at which the training trajectories' risk after their last fraction warns at least 85 % of the toxic
+    ones. A lower bar would warn more; a higher one would miss more than 15 %."""
+    from COMPASSLib.twin.trajectories import labels_frame
+
+    table, outcomes = data
+    assert (fitted.threshold_rule, fitted.target_sensitivity) == ("sensitivity", 0.85)
+    labels = labels_frame(outcomes).set_index(["patient", "organ"])["label"]
+    final = fitted.predict_proba(table)[:, 1]
+    y = np.array([labels[k] for k in fitted.trajectory_index(table)])
+    threshold = fitted.parts_[0]["threshold"]
+    toxic = np.sort(final[y == 1])
+    assert (toxic >= threshold).mean() >= 0.85
+    assert threshold in toxic                    # the highest such bar is one of the toxic risks
+    assert (toxic > threshold).mean() < 0.85     # raising it past that risk misses more than 15 %
+
+
 def test_prefix_weights_give_each_trajectory_one_vote():
     from COMPASSLib.twin.model import _prefix_weights
 
