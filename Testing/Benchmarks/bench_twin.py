@@ -179,16 +179,20 @@ def best_single_feature(table, outcomes):
     return {"auc": _auc(y, pred), "brier": _brier(y, pred), "chosen": chosen}
 
 
-def raw_rise(table, outcomes, column, relative=True):
-    """One raw number, nothing fitted: the organ's change of `column` from its first to its last fraction,
-    relative (the PET mean-SUV rise for pet_suv_mean) or in the column's unit (CT mean HU)."""
-    t = table.sort_values("fraction")
-    g = t.groupby(["patient", "organ"])[column]
+def change(table, rows, column, relative=True):
+    """Per row of `rows` (patient, organ): the trajectory's change of `column` from its first to its last
+    fraction, relative (the PET mean-SUV rise for pet_suv_mean) or in the column's unit (CT mean HU)."""
+    g = table.sort_values("fraction").groupby(["patient", "organ"])[column]
     first, last = g.first(), g.last()
     rise = ((last - first) / (first.abs().clip(lower=1e-6) if relative else 1.0)).rename("rise").reset_index()
     rise["patient"] = rise["patient"].astype(str)
-    rows = final_rows(table, outcomes)[["patient", "organ", "label"]].merge(rise, on=["patient", "organ"])
-    return {"auc": _auc(rows["label"], rows["rise"])}
+    return rows[["patient", "organ"]].merge(rise, on=["patient", "organ"], how="left")["rise"].to_numpy(float)
+
+
+def raw_rise(table, outcomes, column, relative=True):
+    """One raw number, nothing fitted: the organ's change of `column` from its first to its last fraction."""
+    rows = final_rows(table, outcomes)
+    return {"auc": _auc(rows["label"], change(table, rows, column, relative))}
 
 
 def ceilings(truth, outcomes):
@@ -233,19 +237,14 @@ def fitted_ceilings(table, outcomes, truth):
     import pandas as pd
 
     rows = final_rows(table, outcomes)
-    t = table.sort_values("fraction")
-    first = t.groupby(["patient", "organ"]).first().reset_index()
-    first["patient"] = first["patient"].astype(str)
-    first = rows[["patient", "organ"]].merge(first, on=["patient", "organ"], how="left")
     hidden = pd.DataFrame([o for p in truth["patients"] for o in p["organs"]])
     hidden = rows[["patient", "organ"]].merge(hidden, on=["patient", "organ"], how="left")
     y, patients = rows["label"].to_numpy(int), rows["patient"].to_numpy()
     organs = sorted(rows["organ"].unique())
     onehot = (rows["organ"].to_numpy()[:, None] == np.array(organs)[None, :]).astype(float)
     ln_bed = np.log(rows["bed_mean_gy"].to_numpy(float) + 1e-3)
-    pet = np.log(np.clip(rows["pet_suv_mean"].to_numpy(float) / first["pet_suv_mean"].to_numpy(float) - 1,
-                         1e-3, None))
-    ct = rows["ct_firstorder_Mean"].to_numpy(float) - first["ct_firstorder_Mean"].to_numpy(float)
+    pet = np.log(np.clip(change(table, rows, "pet_suv_mean"), 1e-3, None))
+    ct = change(table, rows, "ct_firstorder_Mean", relative=False)
     hotspot = hidden["hotspot_index"].to_numpy(float)
     ln_s = np.log(hidden["radiosensitivity"].to_numpy(float))
     out = {}
