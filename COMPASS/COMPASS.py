@@ -135,6 +135,9 @@ class COMPASSParameterNode:
     outputPath: Path                              # where the twin run and saved scenes go
     riskPath: Path                                # an existing risk.csv to show
     useGPU: bool = True                           # CUDA when present; off forces the CPU
+    # Training only: the warning threshold is the highest that catches this share of the training
+    # trajectories' toxicities (CompassTwin target_sensitivity; a trained model keeps its own threshold).
+    warningSensitivity: Annotated[float, WithinRange(0.5, 0.99)] = 0.85
     textureOrgan: str = "Heart"
     textureFeatures: str = "glcm:Contrast"        # comma-separated, as `compass texture --features`
     textureRadius: Annotated[int, WithinRange(1, 3)] = 1
@@ -300,9 +303,12 @@ class COMPASSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         model = p.modelPath if _given(p.modelPath) else None
         risk = self._run(_("running the twin"), lambda: self.logic.runTwin(
-            p.cohortPath, p.outputPath, model, self._device(), progress=self._progress))
+            p.cohortPath, p.outputPath, model, self._device(), progress=self._progress,
+            warningSensitivity=p.warningSensitivity))
         if risk is not None:
             p.riskPath = Path(risk)
+            if not self._patient():   # run before any patient was picked: show the cohort's first one
+                self.onRefreshPatients()
             self.onShowRisk()
 
     def onShowRisk(self) -> None:
@@ -492,18 +498,22 @@ class COMPASSLogic(ScriptedLoadableModuleLogic):
         return mrml.scene_cohort(None, folder / "scene-cohort", slicer.mrmlScene)
 
     @staticmethod
-    def runTwin(cohortPath, outputPath, modelPath=None, device="cpu", progress=None) -> Path:
+    def runTwin(cohortPath, outputPath, modelPath=None, device="cpu", progress=None, warningSensitivity=None) -> Path:
         """Train and evaluate the twin on the cohort (the main job of `compass run`), or score every fraction
         with a trained model (pipeline.score), in a background process (COMPASSLib.background: PythonSlicer
         inside Slicer), so the application stays responsive: `progress` hears the job's own progress, and
-        answering False stops the job, leaving outputPath as it was. Returns the risk.csv written there."""
+        answering False stops the job, leaving outputPath as it was. Returns the risk.csv written there.
+        `warningSensitivity` (training only; None: the twin's default) is `compass run --target-sensitivity`."""
         from COMPASSLib.background import Job
 
         outputPath = Path(outputPath) if _given(outputPath) else Path(tempfile.mkdtemp(prefix="COMPASS-run-"))
         if modelPath:
             job = Job("score", cohortPath, outputPath, model=modelPath, device=device)
         else:
-            job = Job("run", cohortPath, outputPath, settings={"twin": {"device": device}})
+            twin = {"device": device}
+            if warningSensitivity is not None:
+                twin.update(threshold_rule="sensitivity", target_sensitivity=float(warningSensitivity))
+            job = Job("run", cohortPath, outputPath, settings={"twin": twin})
         result = job.wait(progress)
         report(progress, 1.0, f"wrote {result['risk_csv']}")
         return Path(result["risk_csv"])

@@ -211,15 +211,18 @@ class _QObject(metaclass=_QtMeta):
     def setRange(self, minimum, maximum):
         self.minimum, self.maximum = minimum, maximum
 
-    # combo boxes
+    # combo boxes: as QComboBox, the first item added to an empty box becomes the current one
     def clear(self):
         self._items.clear()
+        self.currentIndex, self.currentText = -1, ""
 
     def addItem(self, text, *args):
-        self._items.append(text)
+        self.addItems([text])
 
     def addItems(self, items):
         self._items.extend(items)
+        if self.currentIndex == -1 and self._items:
+            self.currentIndex, self.currentText = 0, self._items[0]
 
     def count(self):
         return len(self._items)
@@ -279,6 +282,8 @@ def _ui_value(prop):
             return child.text == "true"
         if child.tag == "number":
             return int(child.text)
+        if child.tag == "double":
+            return float(child.text)
         if child.tag in ("string", "set", "enum", "cstring"):
             return child.text or ""
     return None

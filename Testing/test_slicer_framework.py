@@ -65,6 +65,8 @@ def _values(param_node_class, tmp_path):
             values[name] = default + "-x"
         elif base is int:
             values[name] = default + 1
+        elif base is float:
+            values[name] = round(default + 0.05, 2)
         else:
             raise AssertionError(f"add a value for {name}: {info.unalteredType}")
     return values
@@ -79,8 +81,9 @@ def test_parameter_node_round_trips_every_field_on_a_real_scripted_module_node(s
     assert raw.IsA("vtkMRMLScriptedModuleNode") and raw.GetAttribute("ModuleName") == "COMPASS"
     assert fw.scene.GetNodeByID(raw.GetID()) is raw
     values = _values(m.COMPASSParameterNode, tmp_path)
-    assert set(values) == {"cohortPath", "modelPath", "outputPath", "riskPath", "useGPU", "textureOrgan",
-                           "textureFeatures", "textureRadius", "textureFraction", "whatIfAfter", "whatIfScales"}
+    assert set(values) == {"cohortPath", "modelPath", "outputPath", "riskPath", "useGPU", "warningSensitivity",
+                           "textureOrgan", "textureFeatures", "textureRadius", "textureFraction", "whatIfAfter",
+                           "whatIfScales"}
     for name, value in values.items():
         setattr(node, name, value)
     again = m.COMPASSLogic().getParameterNode()          # the scene's singleton node, read afresh
@@ -95,6 +98,8 @@ def test_parameter_node_round_trips_every_field_on_a_real_scripted_module_node(s
         node.textureFraction = 0
     with pytest.raises(ValueError):
         node.whatIfAfter = 0                              # WithinRange(1, 60)
+    with pytest.raises(ValueError):
+        node.warningSensitivity = 1.0                     # WithinRange(0.5, 0.99): a threshold that warns everyone
     with pytest.raises(TypeError):
         node.useGPU = "yes"
     assert node.textureRadius == values["textureRadius"]
@@ -111,6 +116,11 @@ def test_widget_binds_the_ui_to_the_parameter_node(slicer_framework, tmp_path):
     assert set(bound) == set(m.COMPASSParameterNode.allParameters)
     assert bound["textureOrgan"].text == "Heart" and bound["useGPU"].checked is True
     assert (bound["textureRadius"].minimum, bound["textureRadius"].maximum) == (1, 3)   # from WithinRange
+    assert (bound["warningSensitivity"].minimum, bound["warningSensitivity"].maximum) == (0.5, 0.99)
+    from COMPASSLib.twin.model import CompassTwin
+
+    # the twin's own default, shown (the module cannot import the twin before its packages are installed)
+    assert bound["warningSensitivity"].value == p.warningSensitivity == CompassTwin().target_sensitivity
     cohort = tmp_path / "cohort.json"
     bound["cohortPath"].currentPath = str(cohort)
     bound["cohortPath"].currentPathChanged.emit(str(cohort))
@@ -118,6 +128,9 @@ def test_widget_binds_the_ui_to_the_parameter_node(slicer_framework, tmp_path):
     bound["textureRadius"].value = 2
     bound["textureRadius"].valueChanged.emit(2)
     assert p.textureRadius == 2
+    bound["warningSensitivity"].value = 0.9
+    bound["warningSensitivity"].valueChanged.emit(0.9)
+    assert p.warningSensitivity == 0.9
     p.textureOrgan = "Esophagus"
     assert bound["textureOrgan"].text == "Esophagus"
     assert w.ui.gpuStatusLabel.text and "GPU" in w.ui.gpuStatusLabel.text

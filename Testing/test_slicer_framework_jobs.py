@@ -58,3 +58,31 @@ def test_empty_output_folder_never_saves_into_the_working_folder(slicer_framewor
         with pytest.raises(InputError, match="choose an Output folder"):
             m.COMPASSLogic.scenePath(empty, "SYN001")
     assert m.COMPASSLogic.scenePath(tmp_path, "SYN/001") == tmp_path / "scenes" / "SYN_001.mrb"
+
+
+def test_run_twin_trains_with_the_warning_sensitivity_the_user_set(slicer_framework, two_fractions, tmp_path,
+                                                                  monkeypatch):
+    """The spin box's share of toxicities reaches the trained twin: its model.json records the rule and the
+    target (test_twin_model checks what threshold the rule picks). A run before any patient was picked
+    shows the cohort's first patient, not an error box."""
+    import json
+
+    import pandas as pd
+
+    fw = slicer_framework()
+    m = fw.load_module()
+    w = fw.widget(m)
+    monkeypatch.setattr(w.logic, "ensureDependencies", lambda askUser=None: True)   # installed: the .venv
+    p = w._parameterNode
+    p.cohortPath = two_fractions
+    p.outputPath = tmp_path / "out"
+    p.useGPU = False
+    p.warningSensitivity = 0.95
+    w.ui.runTwinButton.click()
+    settings = json.loads((tmp_path / "out" / "model" / "model.json").read_text())["settings"]
+    assert (settings["threshold_rule"], settings["target_sensitivity"]) == ("sensitivity", 0.95)
+    assert p.riskPath == tmp_path / "out" / "risk.csv"
+    assert pd.read_csv(p.riskPath)["threshold"].notna().all()
+    # no patient was picked before the run: the widget lists the cohort's and shows the first one's risk
+    assert w.ui.patientComboBox.currentText == "SYN001"
+    assert fw.scene.GetFirstNodeByName("SYN001 risk by fraction") is not None
