@@ -25,6 +25,7 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _here]
     sys.path.insert(0, str(_here.parent))
 
+from COMPASSLib.twin import operating_point  # noqa: E402
 from COMPASSLib.errors import CompassError, InputError  # noqa: E402
 
 log = logging.getLogger("COMPASSLib.batch")
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device for the twin and texture maps (auto: GPU when present)")
     p.add_argument("--profile", choices=("fast", "full"), default="full", help="feature profile of the pipeline")
+    operating_point.add_arguments(p)   # as compass run: the warning's operating point when the twin is trained
     p.add_argument("--workers", type=int, default=1, help="feature extraction processes")
     p.add_argument("--reference", choices=("ct", "dose"), default="ct", help="grid the images are put on")
     p.add_argument("--no-bed", action="store_true", help="do not add cumulative BED/EQD2 maps to the scenes")
@@ -68,7 +70,8 @@ def run_pipeline(args, cohort) -> Path:
     device = resolve_device(args.device)
     if args.model is None:
         pipeline.run(cohort, args.out, {"profile": args.profile, "workers": args.workers,
-                                        "twin": {"device": device}}, progress=console(sys.stdout))
+                                        "twin": {"device": device, **operating_point.settings(args)}},
+                     progress=console(sys.stdout))
         return args.out / "risk.csv"
     if args.patients:   # scoring needs only the patients asked for (training needs them all)
         cohort = cohort.subset(args.patients)
@@ -110,6 +113,9 @@ def run(args) -> int:
     from COMPASSLib.cohort import Cohort
     from COMPASSLib.provenance import record, sha256_file
 
+    if operating_point.settings(args) and (args.model is not None or args.risk is not None):
+        raise InputError("--threshold-rule / --target-sensitivity set the threshold of a twin being trained; "
+                         "a --model keeps its own and a --risk table has its warnings already")
     check_output(args.out, "output folder", staged=args.model is None and args.risk is None)
     cohort = Cohort.load(args.cohort)
     patients = args.patients or cohort.patient_ids

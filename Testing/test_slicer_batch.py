@@ -104,6 +104,27 @@ class _SlicerAppStandIn:
         return False
 
 
+def test_batch_trains_with_the_warning_operating_point_asked_for(small_cohort, tmp_path, capsys):
+    """--threshold-rule / --target-sensitivity as in `compass run` reach the twin the batch job trains, and
+    are refused, before anything is read or written, where no twin is trained."""
+    import json
+
+    from COMPASSLib.pipeline import write_subset
+
+    cohort = write_subset(small_cohort, tmp_path / "cohort", fractions=2)
+    assert batch.main(["--cohort", str(cohort), "--out", str(tmp_path / "scored"), "--model", str(tmp_path / "m"),
+                       "--target-sensitivity", "0.9"]) == 2
+    assert "a --model keeps its own" in capsys.readouterr().err and not (tmp_path / "scored").exists()
+    assert batch.main(["--cohort", str(cohort), "--out", str(tmp_path / "o"), "--threshold-rule", "youden",
+                       "--target-sensitivity", "0.9"]) == 2
+    assert "needs --threshold-rule sensitivity" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert batch.main(["--cohort", str(cohort), "--out", str(out), "--profile", "fast", "--device", "cpu",
+                       "--no-scenes", "--target-sensitivity", "0.9"]) == 0
+    settings = json.loads((out / "model" / "model.json").read_text())["settings"]
+    assert (settings["threshold_rule"], settings["target_sensitivity"]) == ("sensitivity", 0.9)
+
+
 def test_batch_in_slicers_mode_keeps_scenes_and_memory_flat(tmp_path_factory, monkeypatch, capsys):
     from COMPASSLib.cohort import Cohort
     from COMPASSLib.mrml import scene as mrml_scene

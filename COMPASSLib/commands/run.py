@@ -1,6 +1,8 @@
 """`compass run COHORT -o OUT`: the main job, from files to report."""
 from __future__ import annotations
 
+from COMPASSLib.twin import operating_point
+
 HELP = "main job: features, cross-validated twin vs LKB, final twin, per-fraction risk, report"
 DESCRIPTION = (HELP + ". Writes OUT/metrics.json, OUT/risk.csv, OUT/model/, OUT/report.html (and the "
                "feature table, LOPO predictions and feature cache the report and `compass update` use).")
@@ -8,8 +10,6 @@ DESCRIPTION = (HELP + ". Writes OUT/metrics.json, OUT/risk.csv, OUT/model/, OUT/
 
 def add_twin_arguments(parser):
     """Twin options shared by `compass run` and `compass demo`."""
-    from COMPASSLib.twin.classifier import THRESHOLD_RULES
-
     parser.add_argument("--profile", choices=("fast", "full"), default=None,
                         help="feature profile: full (default, with radiomics) or fast (BED/DVH kinetics, PET); "
                              "wins over the profile of --settings")
@@ -19,13 +19,7 @@ def add_twin_arguments(parser):
     parser.add_argument("--seed", type=int, help="random seed of the twin and the bootstrap (default 0)")
     parser.add_argument("--organ-mode", choices=("shared", "organ"),
                         help="one autoencoder for all organs with an organ code (default) or one per organ")
-    parser.add_argument("--threshold-rule", choices=THRESHOLD_RULES,
-                        help="warning threshold: sensitivity (default: the highest threshold whose warnings catch "
-                             "--target-sensitivity of the training trajectories' toxicities) or youden (Youden's J "
-                             "on the training trajectories' last risk: misses and false alarms weighed alike)")
-    parser.add_argument("--target-sensitivity", type=_open_unit, metavar="S",
-                        help="the training sensitivity the warning threshold must reach (0 < S < 1; default 0.85); "
-                             "implies --threshold-rule sensitivity (docs/twin.md: the measured trade-off)")
+    operating_point.add_arguments(parser)
     parser.add_argument("--workers", type=int, default=1,
                         help="local processes for the heavy steps: features, evaluation folds, texture maps (default 1)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
@@ -41,32 +35,12 @@ def add_twin_arguments(parser):
 
 
 def run_settings(args) -> dict:
-    from COMPASSLib.errors import InputError
-
-    rule, target = args.threshold_rule, args.target_sensitivity
-    if target is not None and rule == "youden":
-        raise InputError("--target-sensitivity needs --threshold-rule sensitivity (Youden's J sets its own)")
-    if target is not None:
-        rule = "sensitivity"
     twin = {k: v for k, v in {"epochs": args.epochs, "device": args.device, "seed": args.seed,
-                              "organ_mode": args.organ_mode, "threshold_rule": rule,
-                              "target_sensitivity": target}.items()
-            if v is not None}
+                              "organ_mode": args.organ_mode}.items() if v is not None}
+    twin.update(operating_point.settings(args))
     return {"profile": args.profile, "feature_settings": args.settings, "workers": args.workers,
             "scheduler": args.scheduler, "cv": args.cv, "n_bootstrap": args.bootstrap, "twin": twin,
             "whatif_sparing": args.whatif_sparing}
-
-
-def _open_unit(text):
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"a number between 0 and 1, got {text!r}")
-    return value
 
 
 def _sparing(text):
