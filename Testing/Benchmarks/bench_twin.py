@@ -9,12 +9,15 @@ trajectories and folds:
 - every single numeric feature of the table as a one-feature logistic regression (with organ intercepts)
   fitted inside each fold, the feature chosen inside the fold by its training AUC: "best single feature";
 - one raw number, nothing fitted: the organ's relative mean-SUV rise from its first to its last PET;
+- that same number (and the CT change) as a one-input logistic regression fitted in the same folds, with
+  and without balanced classes: what fitting alone costs in pooled LOPO AUC (`fitting_cost`);
 - a logistic regression fitted in the same folds on inputs chosen by hand, with no selection: the measured
   response (log PET rise or CT change) with log mean BED and the organ, then plus the hidden hot-spot
   index, then the hidden radiosensitivity in place of the response ("fitted: ..." rows: what the features
   carry, against what the twin keeps of it);
 - the ceilings from ground_truth.json (read here only, never by the pipeline): the hidden model's own
-  probabilities, and its logit without the patient offset that no image or dose shows.
+  probabilities, and its logit without the patient offset that no image or dose shows; and that logit as
+  the one input of a logistic regression fitted in the same folds (the ceiling paying the fitting cost).
 
 Printed per cohort and as mean +- SD over cohorts: AUC, Brier, sensitivity/specificity at the twin's
 threshold, median lead time, the share of toxic trajectories never warned, per-fraction AUC.
@@ -208,9 +211,10 @@ def ceilings(truth, outcomes):
             "hidden_brier": _brier(y, rows["probability"])}
 
 
-def _lopo_logistic(X, y, patients):
+def _lopo_logistic(X, y, patients, class_weight=None):
     """Pooled held-out AUC of a logistic regression on X fitted in each leave-one-patient-out fold
-    (standardised on the fold's training rows, L2 with C = 1 as the twin's classifier)."""
+    (standardised on the fold's training rows, L2 with C = 1 as the twin's classifier; `class_weight`
+    "balanced" as the twin's setting of that name)."""
     import warnings
 
     from sklearn.linear_model import LogisticRegression
@@ -222,9 +226,27 @@ def _lopo_logistic(X, y, patients):
         sd = np.where(sd > 1e-12, sd, 1.0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            lr = LogisticRegression(C=1.0, max_iter=5000).fit((X[train] - mu) / sd, y[train])
+            lr = LogisticRegression(C=1.0, max_iter=5000, class_weight=class_weight).fit((X[train] - mu) / sd,
+                                                                                          y[train])
         pred[test] = lr.predict_proba((X[test] - mu) / sd)[:, 1]
     return _auc(y, pred)
+
+
+def fitting_cost(table, outcomes):
+    """The measured response alone (the relative PET mean-SUV rise, the CT mean-HU change), as a one-input
+    logistic regression fitted in the same LOPO folds: with the unfitted rows above, what fitting alone
+    costs. Nothing is selected and the input is the very number ranked unfitted, so every point lost is the
+    pooled leave-one-out AUC's own bias: each fold's intercept and slope follow its training labels, so
+    holding out a patient with toxic organs lowers that fold's risks (the fewer the patients, the larger).
+    With balanced classes the intercept no longer follows the training prevalence."""
+    rows = final_rows(table, outcomes)
+    y, patients = rows["label"].to_numpy(int), rows["patient"].to_numpy()
+    out = {}
+    for name, column, relative in (("pet", "pet_suv_mean", True), ("ct", "ct_firstorder_Mean", False)):
+        x = np.nan_to_num(change(table, rows, column, relative))[:, None]
+        out[name] = _lopo_logistic(x, y, patients)
+        out[name + "_balanced"] = _lopo_logistic(x, y, patients, class_weight="balanced")
+    return out
 
 
 def fitted_ceilings(table, outcomes, truth):
@@ -255,6 +277,20 @@ def fitted_ceilings(table, outcomes, truth):
     return out
 
 
+def fitted_observable_ceiling(table, outcomes, truth):
+    """The observable ceiling's own input (the hidden logit without the patient offset) as a one-input
+    logistic regression fitted in the same LOPO folds: the ceiling once it pays the fitting cost that every
+    fitted model pays (`fitting_cost`), so that the gap from it to a fitted model is information, not the
+    pooled leave-one-out bias."""
+    import pandas as pd
+
+    rows = final_rows(table, outcomes)
+    hidden = pd.DataFrame([o for p in truth["patients"] for o in p["organs"]])
+    hidden = rows[["patient", "organ"]].merge(hidden, on=["patient", "organ"], how="left")
+    x = (hidden["logit"] - hidden["patient_risk"]).to_numpy(float)[:, None]
+    return _lopo_logistic(x, rows["label"].to_numpy(int), rows["patient"].to_numpy())
+
+
 def final_rows_labels(outcomes):
     from COMPASSLib.twin.trajectories import labels_frame
 
@@ -269,6 +305,8 @@ def baselines(folder, table, outcomes, truth):
              "pet_rise": lambda: raw_rise(table, outcomes, "pet_suv_mean"),
              "ct_rise": lambda: raw_rise(table, outcomes, "ct_firstorder_Mean", relative=False),
              "ceiling": lambda: ceilings(truth, outcomes), "fitted": lambda: fitted_ceilings(table, outcomes, truth),
+             "fitting_cost": lambda: fitting_cost(table, outcomes),
+             "fitted_ceiling": lambda: fitted_observable_ceiling(table, outcomes, truth),
              "n": lambda: int(len(final_rows(table, outcomes)))}
     missing = [k for k in parts if k not in out]
     for k in missing:  # a cache written before a baseline was added gains it, the rest is reused
@@ -290,6 +328,10 @@ ROWS = [("twin AUC", ("twin", "auc")), ("twin Brier", ("twin", "brier")),
         ("twin median lead (fx)", ("twin", "lead_time")), ("toxic never warned", ("twin", "never_warned")),
         ("best single feature AUC (in-fold)", ("single", "auc")), ("best single feature Brier", ("single", "brier")),
         ("PET rise, unfitted, AUC", ("pet_rise", "auc")), ("CT rise, unfitted, AUC", ("ct_rise", "auc")),
+        ("fitted: PET rise alone AUC", ("fitting_cost", "pet")),
+        ("fitted: PET rise alone, balanced", ("fitting_cost", "pet_balanced")),
+        ("fitted: CT change alone AUC", ("fitting_cost", "ct")),
+        ("fitted: CT change alone, balanced", ("fitting_cost", "ct_balanced")),
         ("mean-dose LR AUC", ("twin", "mean_dose_auc")), ("mean-dose LR Brier", ("twin", "mean_dose_brier")),
         ("LKB AUC", ("twin", "lkb_auc")), ("LKB Brier", ("twin", "lkb_brier")),
         ("fitted: PET rise, BED, organ AUC", ("fitted", "pet")),
@@ -299,7 +341,8 @@ ROWS = [("twin AUC", ("twin", "auc")), ("twin Brier", ("twin", "brier")),
         ("fitted: hidden ln s, BED, organ AUC", ("fitted", "hidden_s")),
         ("fitted: hidden ln s ... + hot-spot", ("fitted", "hidden_s_hotspot")),
         ("ceiling: hidden probability AUC", ("ceiling", "hidden")),
-        ("ceiling: without patient offset AUC", ("ceiling", "observable"))]
+        ("ceiling: without patient offset AUC", ("ceiling", "observable")),
+        ("ceiling: the same, fitted in the folds", ("fitted_ceiling",))]
 
 
 def _get(r, path):
