@@ -70,8 +70,10 @@ class StreamedView:
     def process_interaction_event(self, event: dict) -> None:
         kind = event.get("type", "")
         if self.is_slice:
-            if kind in ("StartMouseWheel", "MouseWheel") and event.get("spinY"):
-                # wheel away from the user (spinY < 0) moves up the slice axis, as in Slicer
+            if kind == "MouseWheel" and event.get("spinY"):
+                # One slice per notch, as in Slicer; wheel away from the user (spinY < 0) moves up the slice
+                # axis. Only MouseWheel: vtk.js sends every notch as one, and the first notch of a gesture
+                # as a StartMouseWheel too (same spinY), so handling both moved two slices on that notch.
                 self.view.scroll(-1 if float(event["spinY"]) > 0 else 1)
                 if self.on_slice_moved is not None:
                     self.on_slice_moved()

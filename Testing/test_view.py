@@ -1,6 +1,6 @@
 """`compass view` for real: the web app started as a subprocess on 127.0.0.1 over a synthetic patient's
 saved scene, opened in headless Debian Chromium driven by Playwright. The four views arrive as non-blank
-images (the slice views with the overlay's colours), a wheel scroll in the axial view moves its slice,
+images (the slice views with the overlay's colours), a wheel notch in the axial view moves its slice by one CT slice,
 dragging in the 3D view turns its camera, the fraction slider changes the rendered slice view, the chart
 and the risk table, and the risk table holds the numbers of risk.csv. The server is stopped by its pid
 whatever happens."""
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PATIENT = "SYN001"
 START_TIMEOUT_S = 90
+WHEEL_QUIET_S = 2.0   # no wheel event still queued once the slice's text is this long unchanged
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -222,31 +223,51 @@ def test_the_risk_table_shows_the_numbers_of_risk_csv(page, server):
     assert page.locator("#risk-chart").get_attribute("src").startswith("data:image/png;base64,")
 
 
-def test_a_wheel_scroll_in_the_axial_view_moves_the_slice(page):
-    before_text = page.inner_text("#position-axial")
+def _ct_slice_spacing_mm(cohort: Path) -> float:
+    """The distance between the patient's first two CT slices, read from the DICOM files."""
+    import pydicom
+
+    fraction = json.loads(cohort.read_text())["patients"][0]["fractions"][0]
+    z = [float(pydicom.dcmread(cohort.parent / f, stop_before_pixels=True).ImagePositionPatient[2])
+         for f in fraction["ct"][:2]]
+    return abs(z[1] - z[0])
+
+
+def test_a_wheel_scroll_in_the_axial_view_moves_the_slice(page, small_cohort):
+    before_text = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
     before = _stable(page, "axial")
+    s_before = float(before_text.split()[1])
     box = page.locator("#area-axial").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(3):
-        page.mouse.wheel(0, -120)
-        time.sleep(0.15)
+    # one notch away from the user: one CT slice up the S axis, as Slicer's wheel (not two: vtk.js sends
+    # the first notch of a gesture twice, as StartMouseWheel and MouseWheel)
+    page.mouse.wheel(0, -120)
     page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=before_text,
                            timeout=10_000)
-    s_before = float(before_text.split()[1])
-    s_after = float(page.inner_text("#position-axial").split()[1])
-    assert s_after > s_before, (before_text, s_after)   # wheel away from the user: up the S axis
+    one_notch = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
+    assert float(one_notch.split()[1]) - s_before == pytest.approx(_ct_slice_spacing_mm(small_cohort)), one_notch
     _until_changed(page, "axial", before)
+    for _ in range(2):   # a gesture of two more notches moves on up
+        page.mouse.wheel(0, -120)
+        time.sleep(0.15)
+    page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=one_notch,
+                           timeout=10_000)
+    assert float(page.inner_text("#position-axial").split()[1]) > float(one_notch.split()[1])
     # and back, a notch at a time until the slice is where it was: the page is shared by this module's tests,
-    # the slider's test reads the slice as it was. (Three notches back need not undo three notches forward:
-    # on a busy machine the browser may merge wheel events, so the forward scroll can have moved fewer.)
-    moved = text = _settled_text(page, "#position-axial")
-    for _ in range(12):
-        if float(text.split()[1]) <= s_before:
+    # the slider's test reads the slice as it was. Notches go in whichever direction the slice still is from
+    # where it was, each decided on a text unchanged for a long quiet spell: on a busy machine the server
+    # (one render per wheel event) can take longer than a short spell, leaving events queued behind a text
+    # read as settled; and the browser may merge wheel events, so three notches back need not undo three
+    # forward. (CI, 4 Dec, before the first notch moved one slice: a forward scroll split into two gestures
+    # moved five slices, two-slice notches back stopped one below.)
+    moved = text = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
+    for _ in range(16):
+        if text == before_text:
             break
-        page.mouse.wheel(0, 120)
+        page.mouse.wheel(0, 120 if float(text.split()[1]) > s_before else -120)
         page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=text,
                                timeout=10_000)
-        text = _settled_text(page, "#position-axial")
+        text = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
     assert text == before_text
     assert text != moved
 
