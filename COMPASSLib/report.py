@@ -342,7 +342,7 @@ def _whatif_html(whatif, patient) -> tuple:
             a, b = last.loc[("as_planned", organ)], last.loc[(s, organ)]
             said.append(f"{organ}: as planned {_fmt(a['risk'])} ({_fmt(a['ci_low'])}–{_fmt(a['ci_high'])}) after "
                         f"fraction {int(frame['fraction'].max())}; with its remaining dose × "
-                        f"{factor}: {_fmt(b['risk'])} ({_fmt(b['ci_low'])}–{_fmt(b['ci_high'])}), mean BED "
+                        f"{factor}: {_fmt(b['risk'])} ({_fmt(b['ci_low'])}–{_fmt(b['ci_high'])}){_change(b)}, mean BED "
                         f"{_fmt(a['bed_mean_gy'], 1)} → {_fmt(b['bed_mean_gy'], 1)} Gy")
     fig = (f"<figure><img alt='what if for {html.escape(str(patient))}' src='{png_data_uri(projection_figure(frame, 3.4))}'>"
            f"<figcaption>What if, after fraction {after} (the first warning): the remaining fractions as planned and "
@@ -351,6 +351,14 @@ def _whatif_html(whatif, patient) -> tuple:
     text = ("<p><b>What if</b> (projected after fraction " + str(after) + "): "
             + "; ".join(html.escape(x) for x in said) + ".</p>") if said else ""
     return fig, text
+
+
+def _change(row) -> str:
+    """", change -0.15 (-0.22 to -0.08)": the risk change against as planned and its paired interval (the two
+    projections' own intervals overlap even where the change's excludes 0); "" for a file without it."""
+    if not {"change", "change_low", "change_high"} <= set(row.index) or row["change"] != row["change"]:
+        return ""
+    return f", change {row['change']:+.2f} ({row['change_low']:+.2f} to {row['change_high']:+.2f})"
 
 
 def _patient_panel(out, patient, lopo, risk, traj, images=True, whatif=None) -> str:

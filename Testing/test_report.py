@@ -174,6 +174,14 @@ def test_warned_organ_shows_its_spared_projection(tmp_path):
     assert "<img alt='what if for P00'" in p00
     assert ("Heart: as planned 0.95 (0.85–0.99) after fraction 3; with its remaining dose × 0.7: 0.80 (0.70–0.84), "
             "mean BED 30.0 → 24.5 Gy") in " ".join(_text(p00).split())
+    # with the change against as planned and its paired interval (twin.whatif writes them since 4 Dec 2026)
+    frame = pd.DataFrame(rows).assign(change=0.0, change_low=0.0, change_high=0.0)
+    spared = (frame["scenario"] == "Heart=0.7") & (frame["organ"] == "Heart") & (frame["fraction"] == 3)
+    frame.loc[spared, ["change", "change_low", "change_high"]] = [-0.15, -0.22, -0.08]
+    frame.to_csv(out / "whatif_warned.csv", index=False)
+    p00 = report.render(out).split("id='patient-P00'")[1].split("</section>")[0]
+    assert ("with its remaining dose × 0.7: 0.80 (0.70–0.84), change -0.15 (-0.22 to -0.08), mean BED 30.0 → 24.5 Gy"
+            in " ".join(_text(p00).split()))
     (out / "whatif_warned.csv").write_text("scenario,patient\nx,P00\n")
     with pytest.raises(report.InputError, match="whatif_warned.csv lacks column"):
         report.render(out)

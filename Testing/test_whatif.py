@@ -184,3 +184,26 @@ def test_report_projects_the_highest_risk_warned_patients_only(small_cohort, mon
     assert calls == [(["SYN001"], 2, ["as_planned", "Esophagus=0.7", "Heart=0.7"]),
                      (["SYN002"], 2, ["as_planned", "Esophagus=0.7", "Heart=0.7"])]
     assert list(out["after"]) == [2, 2]
+
+
+def test_the_change_against_as_planned_pairs_the_draws(trained, small_cohort):
+    """`change` is the scenario's risk minus as planned's, its interval the quantiles of the paired
+    differences (the same forecast draws in every scenario, each ensemble member against itself): a plan
+    that repeats fraction 2's dose, as as planned does, changes nothing, interval [0, 0] (independent draws
+    would give it the width of two forecasts' noise); a spared heart's change lies in its own interval."""
+    out, _ = trained
+    cohort = _one_patient(small_cohort)
+    same = str(cohort.path(cohort.patient(PATIENT).fraction(2).dose[0]))
+    scenarios = whatif.scenarios_from_options(["Heart=0.5"], [same])
+    frame = whatif.project(out / "model", cohort, 2, scenarios, cache_dir=out / "cache", draws=8)
+    future = frame[~frame["delivered"]].set_index(["scenario", "organ", "fraction"]).sort_index()
+    planned = future.loc["as_planned"]
+    assert (frame.loc[frame["delivered"], ["change", "change_low", "change_high"]] == 0).all().all()
+    repeat = future.loc[Path(same).name]
+    np.testing.assert_array_equal(repeat["risk"].to_numpy(), planned["risk"].to_numpy())
+    assert (repeat[["change", "change_low", "change_high"]] == 0).all().all()
+    assert (repeat["ci_high"] > repeat["ci_low"]).all()   # the risks themselves keep their interval
+    spared = future.loc["Heart=0.5"]
+    np.testing.assert_allclose(spared["change"], spared["risk"] - planned["risk"], atol=1e-15)
+    assert (spared["change_low"] <= spared["change"]).all() and (spared["change"] <= spared["change_high"]).all()
+    assert (spared.loc["Heart", "change_high"] > spared.loc["Heart", "change_low"]).all()

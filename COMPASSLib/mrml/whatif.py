@@ -19,6 +19,8 @@ from COMPASSLib.mrml.scene import _nodes, get_scene
 CONTENT = "whatif"
 TABLE_COLUMNS = ("scenario", "organ", "fraction", "delivered", "bed_mean_gy", "eqd2_mean_gy", "risk", "ci_low",
                  "ci_high", "lkb_ntcp")
+# the risk change against as planned with its paired interval (twin.whatif): in the table where given
+CHANGE_COLUMNS = ("change", "change_low", "change_high")
 # line style per scenario, in the order given (as planned first); the organ gives the colour
 _STYLES = ("LineStyleDash", "LineStyleDashDot", "LineStyleDot")
 
@@ -58,9 +60,12 @@ def add_whatif(projection, patient: str, scene=None, bed_images: dict | None = N
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GetUniqueNameByString(f"{patient} what-if"))
     _fill_table(table, {c: (df[c].astype(str).tolist() if c in ("scenario", "organ") else
                             np.asarray(df[c], dtype=np.int32 if c in ("fraction", "delivered") else np.float64))
-                        for c in TABLE_COLUMNS})
+                        for c in TABLE_COLUMNS + tuple(c for c in CHANGE_COLUMNS if c in df)})
     table.SetUseColumnTitleAsColumnHeader(True)
     table.SetColumnDescription("delivered", "1: a delivered fraction; 0: projected under the scenario")
+    if "change" in df:
+        table.SetColumnDescription("change", "risk minus as planned's; change_low/high: its 95 % interval, "
+                                             "the same forecast draws and ensemble members paired")
     _set_attributes(table, attrs)
     chart = _chart(df, patient, scene, attrs)
     volumes = {}

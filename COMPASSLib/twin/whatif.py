@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 AS_PLANNED = "as_planned"
 PROJECTION_COLUMNS = ["scenario", "patient", "organ", "fraction", "delivered", "bed_mean_gy", "eqd2_mean_gy",
                       "risk", "ci_low", "ci_high", "lkb_ntcp"]
-EXTRA_COLUMNS = ["dose_mean_gy", "warning", "threshold"]
+EXTRA_COLUMNS = ["dose_mean_gy", "warning", "threshold", "change", "change_low", "change_high"]
 DEFAULT_DRAWS = 40     # forecast residual draws per trajectory (each scored with the whole ensemble)
 LEVEL = 0.95
 
@@ -325,9 +325,12 @@ def project(model, cohort, after, scenarios=None, *, planned=None, cache_dir=Non
         columns = image_columns(sorted({c for r in delivered for c in r}))
         forecast = ImageForecast(after, columns, training)
         ctx = _future_context(pid, organs, fs, delivered)
+        # the same residual draws in every scenario (common random numbers): a change against as planned
+        # is then the scenario's own effect, not the difference of two independent noise samples
+        patient_seed = int(rng.integers(2 ** 63))
         for s in scenarios:
             projected, state = course.future_rows(s, ctx)
-            point, noisy = _with_forecast(delivered, projected, forecast, draws, rng)
+            point, noisy = _with_forecast(delivered, projected, forecast, draws, np.random.default_rng(patient_seed))
             for m, future in enumerate([point] + noisy):
                 key = f"w{len(meta)}"
                 meta[key] = (s.name, pid, m)
@@ -369,6 +372,7 @@ def _score(twin, fs, rows, meta, after):
         low.append(float(np.quantile(pooled, a)))
         high.append(float(np.quantile(pooled, 1 - a)))
     point["ci_low"], point["ci_high"] = low, high
+    point["change"], point["change_low"], point["change_high"] = _changes(point, scored, members, group, after)
     keys = ["patient", "organ", "fraction"]
     feats = table[table["patient"].isin(set(point["patient"]))].copy()
     feats["lkb_ntcp"] = lkb_ntcp(feats)[0]
@@ -385,6 +389,32 @@ def _score(twin, fs, rows, meta, after):
     feats.insert(0, "scenario", [meta[p][0] for p in feats["patient"]])
     feats["patient"] = [meta[p][1] for p in feats["patient"]]
     return pd.DataFrame(out[PROJECTION_COLUMNS + EXTRA_COLUMNS]).reset_index(drop=True), feats.reset_index(drop=True)
+
+
+def _changes(point, scored, members, group, after):
+    """Each row's risk minus as planned's (same patient, organ, fraction) and the interval of that change:
+    the LEVEL quantiles of the paired differences, member by member and draw by draw (the draws are the
+    same in every scenario, `project`). 0 for delivered fractions; NaN where as planned was not projected."""
+    a = (1 - LEVEL) / 2
+    draw = scored["draw"].to_numpy()
+    planned = {(r.real, r.organ, r.fraction): r.risk for r in point.itertuples() if r.scenario == AS_PLANNED}
+    change, low, high = [], [], []
+    for r in point.itertuples():
+        base = planned.get((r.real, r.organ, r.fraction))
+        if base is None:
+            change.append(math.nan), low.append(math.nan), high.append(math.nan)
+            continue
+        if r.fraction <= after or r.scenario == AS_PLANNED:
+            change.append(0.0), low.append(0.0), high.append(0.0)
+            continue
+        mine, theirs = (np.asarray(group[(name, r.real, r.organ, r.fraction)]) for name in (r.scenario, AS_PLANNED))
+        mine, theirs = mine[np.argsort(draw[mine], kind="stable")], theirs[np.argsort(draw[theirs], kind="stable")]
+        paired = (members[mine] - members[theirs]).ravel()
+        paired = paired[np.isfinite(paired)]
+        change.append(float(r.risk - base))
+        low.append(float(np.quantile(paired, a)))
+        high.append(float(np.quantile(paired, 1 - a)))
+    return change, low, high
 
 
 def projected_bed_image(model, cohort, patient_id, after, organ, scenario=None, planned=None):
@@ -456,7 +486,7 @@ def warned_projections(model, cohort, risk, sparing, *, cache_dir=None, training
         scenarios = [Scenario(AS_PLANNED)] + [parse_scale(f"{o}={sparing:g}") for o in sorted(set(rows["organ"]))]
         tasks.append((model, cohort.subset([pid]), after, scenarios, cache_dir, training, draws, seed))
     if not tasks:
-        return pd.DataFrame(columns=PROJECTION_COLUMNS + ["after"])
+        return pd.DataFrame(columns=PROJECTION_COLUMNS + EXTRA_COLUMNS + ["after"])
     frames, stats = [None] * len(tasks), []
     with using(scheduler=executor) as ex:
         for done in ex.run(_project_task, tasks, progress, "what if: {done}/{total} warned patients"):

@@ -7,6 +7,10 @@ scaled by 0.5, 0.8 and 1.2 over the remaining fractions. The truth is the genera
 the remaining fractions' organ doses scaled). Printed:
 - sign agreement of projected vs true risk change (scaled minus unscaled, the scaled organ's own risk,
   after the last fraction) where |true change| > 0.05 (goal >= 90 %), Spearman of the two (goal >= 0.6);
+- the size of the projected change against the true one (slope through the origin, per organ and K), and
+  how much of it comes through the exact dose features alone and through the forecast image features alone
+  (each scenario rescored with the other path held as planned); how often the true change lies inside the
+  projection's paired 95 % change interval (`change_low`..`change_high`); changes.csv holds every projection;
 - "as planned": the real later fractions replayed as the plan give the table's dose features exactly
   (bed_, dvh_ columns, max relative difference), and the risk `compass update` gives after the real
   fractions K+1..N lies in the as-planned interval on >= 90 % of trajectories;
@@ -84,11 +88,13 @@ def main(argv=None) -> int:
             frame, feats = whatif.project(out / "model", cohort_subset(cohort, pid), K, scen, cache_dir=cache,
                                           training=out / "features.csv", draws=args.draws, features=True)
             last = frame[frame["fraction"] == 5].set_index(["scenario", "organ"])
+            paths = _paths(twin, feats)
             for o in ORGANS:
                 for f in FACTORS:
                     truth = true_probability(test.parent, pid, K, {o: f})[o] - base[K][o]
-                    changes.append((pid, K, o, f, last.loc[(f"{o}={f}", o), "risk"] - last.loc[("as_planned", o), "risk"],
-                                    truth))
+                    mine = last.loc[(f"{o}={f}", o)]
+                    changes.append((pid, K, o, f, mine["risk"] - last.loc[("as_planned", o), "risk"], truth,
+                                    *paths[(f"{o}={f}", o)], mine["change_low"], mine["change_high"]))
                 r = real[(real["patient"] == pid) & (real["organ"] == o) & (real["fraction"] == 5)]["risk"].iloc[0]
                 row = last.loc[("as_planned", o)]
                 inside.append(row["ci_low"] <= r <= row["ci_high"])
@@ -98,7 +104,9 @@ def main(argv=None) -> int:
             worst = max(worst, float(np.nanmax(np.abs(a - b) / np.maximum(np.abs(b), 1e-12))))
     t_project = time.perf_counter() - t0
 
-    ch = pd.DataFrame(changes, columns=["patient", "after", "organ", "factor", "projected", "true"])
+    ch = pd.DataFrame(changes, columns=["patient", "after", "organ", "factor", "projected", "true",
+                                       "projected_dose_only", "projected_image_only", "change_low", "change_high"])
+    ch["covered"] = (ch["change_low"] <= ch["true"]) & (ch["true"] <= ch["change_high"])
     big = ch[ch["true"].abs() > 0.05]
     agree = float((np.sign(big["projected"]) == np.sign(big["true"])).mean()) if len(big) else float("nan")
     rho = float(spearmanr(ch["projected"], ch["true"]).statistic)
@@ -119,12 +127,48 @@ def main(argv=None) -> int:
     print(f"{'Spearman projected vs true change':<58} {rho:>10.3f} {'>= 0.6':>10}")
     print(f"{'replayed plan: dose features, max relative difference':<58} {worst:>10.2e} {'0 (exact)':>10}")
     print(f"{'compass update risk inside the as-planned interval':<58} {np.mean(inside):>10.1%} {'>= 90 %':>10}")
+    print(f"{'true change inside the paired 95 % change interval (' + str(len(ch)) + ')':<58} {ch['covered'].mean():>10.1%} "
+          f"{'(95 %)':>10}")
     print(f"{'compass whatif, 1 patient, 3 scenarios, cold cache, s':<58} {times[0]:>10.1f} {'< 15':>10}")
     print(f"{'compass whatif, 1 patient, 3 scenarios, warm cache, s':<58} {times[1]:>10.1f} {'< 15':>10}")
-    for (K, o), g in ch.groupby(["after", "organ"]):
-        print(f"  after {K} {o:<11} mean projected change {g['projected'].mean():+.3f}  true {g['true'].mean():+.3f}")
+    print("size of the projected change: least-squares slope of projected on true change (1: the true size), "
+          "and the part of it through the exact dose features alone (the forecast image features kept as planned) "
+          "and through the forecast image features alone (the dose features kept as planned)")
+    for (K, o), g in list(ch.groupby(["after", "organ"])) + [(("all", ""), ch)]:
+        print(f"  after {K} {o:<11} mean projected change {g['projected'].mean():+.3f}  true {g['true'].mean():+.3f}  "
+              f"slope {_slope(g, 'projected'):.2f}  dose only {_slope(g, 'projected_dose_only'):.2f}  "
+              f"image only {_slope(g, 'projected_image_only'):.2f}  true change in the interval {g['covered'].mean():.0%}")
     ch.to_csv(work / "changes.csv", index=False)
     return 0
+
+
+def _paths(twin, feats):
+    """{(scenario, organ): (change through the dose features alone, through the image features alone)}: each
+    scenario's point-forecast rows rescored with the other path held as planned. Why: the twin reads a PET or
+    CT response that the lower dose lowers as it reads one of a less sensitive organ, so the image path can
+    add to the change that the dose path already carries."""
+    from COMPASSLib.twin.forecast import IMAGE_PREFIXES
+
+    image = [c for c in feats.columns if c.startswith(IMAGE_PREFIXES)]
+    planned = feats[feats["scenario"] == "as_planned"].drop(columns="scenario").set_index(["organ", "fraction"])
+
+    def final_risk(rows):
+        r = twin.risk_trajectory(rows.reset_index(), explain=False)
+        return r[r["fraction"] == r["fraction"].max()].set_index("organ")["risk"]
+
+    r0, out = final_risk(planned), {}
+    for name, rows in feats[feats["scenario"] != "as_planned"].groupby("scenario"):
+        rows = rows.drop(columns="scenario").set_index(["organ", "fraction"]).loc[planned.index]
+        dose_only, image_only = rows.copy(), planned.copy()
+        dose_only[image], image_only[image] = planned[image], rows[image]
+        rd, ri = final_risk(dose_only) - r0, final_risk(image_only) - r0
+        out.update({(name, o): (float(rd[o]), float(ri[o])) for o in r0.index})
+    return out
+
+
+def _slope(g, column) -> float:
+    """Least-squares slope through the origin of `column` on the true change."""
+    return float((g[column] * g["true"]).sum() / (g["true"] ** 2).sum())
 
 
 def cohort_subset(cohort, pid):
