@@ -347,7 +347,9 @@ def _whatif_html(whatif, patient) -> tuple:
     fig = (f"<figure><img alt='what if for {html.escape(str(patient))}' src='{png_data_uri(projection_figure(frame, 3.4))}'>"
            f"<figcaption>What if, after fraction {after} (the first warning): the remaining fractions as planned and "
            "with the warned organ's dose scaled (twin.whatif; dose features exact, image features forecast, band: "
-           "95 % interval).</figcaption></figure>")
+           "95 % interval). A change's interval pairs the two projections draw by draw; it holds the classifier's "
+           "and the forecast's uncertainty, not the autoencoder's, so the true uncertainty is wider "
+           "(docs/whatif.md).</figcaption></figure>")
     text = ("<p><b>What if</b> (projected after fraction " + str(after) + "): "
             + "; ".join(html.escape(x) for x in said) + ".</p>") if said else ""
     return fig, text
