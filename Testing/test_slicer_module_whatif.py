@@ -5,6 +5,7 @@ scaled organ's projected cumulative BED into the scene, computed by twin.whatif 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from helpers_slicer_framework import slicer_framework  # noqa: F401 - fixture
 
@@ -33,6 +34,11 @@ def test_sliders_and_projection_in_the_scene(slicer_framework, small_cohort, sma
     # three fractions on file, two delivered: the third's Heart dose halved lowers its cumulative BED
     assert set(last.index) == {"as_planned", "Heart=0.5"}
     assert last.loc["Heart=0.5", "bed_mean_gy"] < last.loc["as_planned", "bed_mean_gy"]
+    # the change against as planned, with its paired interval (0 for as planned itself)
+    assert last.loc["as_planned", ["change", "change_low", "change_high"]].tolist() == [0.0, 0.0, 0.0]
+    spared = last.loc["Heart=0.5"]
+    assert spared["change"] == pytest.approx(spared["risk"] - last.loc["as_planned", "risk"], abs=1e-12)
+    assert spared["change_low"] <= spared["change"] <= spared["change_high"]
     volumes = [n for n in fw.slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
                if n.GetAttribute("COMPASS.content") == "whatif"]
     assert [v.GetAttribute("COMPASS.organ") for v in volumes] == ["Heart"]
