@@ -45,6 +45,7 @@ class StreamedView:
         self.view = view
         self.is_slice = isinstance(view, render.SliceView)
         self.on_slice_moved = on_slice_moved
+        self._spin = 0.0   # wheel spin not yet turned into a slice step (a trackpad sends many small ones)
         if not self.is_slice:
             import vtk
 
@@ -74,9 +75,16 @@ class StreamedView:
                 # One slice per notch, as in Slicer; wheel away from the user (spinY < 0) moves up the slice
                 # axis. Only MouseWheel: vtk.js sends every notch as one, and the first notch of a gesture
                 # as a StartMouseWheel too (same spinY), so handling both moved two slices on that notch.
-                self.view.scroll(-1 if float(event["spinY"]) > 0 else 1)
-                if self.on_slice_moved is not None:
-                    self.on_slice_moved()
+                # The spin adds up to a step as in VTK's vtkRemoteInteractionAdapter (and Qt's 120 units
+                # per step in Slicer): a mouse notch is one step, a trackpad's many small events are not
+                # one step each. A turn the other way starts afresh (as vtk.js's own spin buffering).
+                spin = float(event["spinY"])
+                self._spin = (self._spin if self._spin * spin > 0 else 0.0) + spin
+                if abs(self._spin) >= 1.0 - 1e-9:
+                    self.view.scroll(-1 if self._spin > 0 else 1)
+                    self._spin = 0.0
+                    if self.on_slice_moved is not None:
+                        self.on_slice_moved()
             return
         if kind in ("StartInteractionEvent", "EndInteractionEvent"):
             return

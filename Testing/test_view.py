@@ -1,7 +1,7 @@
 """`compass view` for real: the web app started as a subprocess on 127.0.0.1 over a synthetic patient's
 saved scene, opened in headless Debian Chromium driven by Playwright. The four views arrive as non-blank
-images (the slice views with the overlay's colours), a wheel notch in the axial view moves its slice by one CT slice,
-dragging in the 3D view turns its camera, the fraction slider changes the rendered slice view, the chart
+images (the slice views with the overlay's colours), a wheel notch in the axial view moves its slice by
+one CT slice (a trackpad's small events add up), dragging in the 3D view turns its camera, the fraction slider changes the rendered slice view, the chart
 and the risk table, and the risk table holds the numbers of risk.csv. The server is stopped by its pid
 whatever happens."""
 from __future__ import annotations
@@ -253,13 +253,19 @@ def test_a_wheel_scroll_in_the_axial_view_moves_the_slice(page, small_cohort):
     page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=one_notch,
                            timeout=10_000)
     assert float(page.inner_text("#position-axial").split()[1]) > float(one_notch.split()[1])
-    # and back, a notch at a time until the slice is where it was: the page is shared by this module's tests,
-    # the slider's test reads the slice as it was. Notches go in whichever direction the slice still is from
-    # where it was, each decided on a text unchanged for a long quiet spell: on a busy machine the server
-    # (one render per wheel event) can take longer than a short spell, leaving events queued behind a text
-    # read as settled; and the browser may merge wheel events, so three notches back need not undo three
-    # forward. (CI, 4 Dec, before the first notch moved one slice: a forward scroll split into two gestures
-    # moved five slices, two-slice notches back stopped one below.)
+    moved = _wheel_back_to(page, before_text)
+    assert moved != before_text
+
+
+def _wheel_back_to(page, before_text) -> str:
+    """Notch the axial view back until its slice is where it was; returns the text it was moved to. The page
+    is shared by this module's tests, the slider's test reads the slice as it was. Notches go in whichever
+    direction the slice still is from where it was, each decided on a text unchanged for a long quiet spell:
+    on a busy machine the server (one render per wheel event) can take longer than a short spell, leaving
+    events queued behind a text read as settled; and the browser may merge wheel events, so three notches
+    back need not undo three forward. (CI, 4 Dec, before the first notch moved one slice: a forward scroll
+    split into two gestures moved five slices, two-slice notches back stopped one below.)"""
+    s_before = float(before_text.split()[1])
     moved = text = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
     for _ in range(16):
         if text == before_text:
@@ -269,7 +275,35 @@ def test_a_wheel_scroll_in_the_axial_view_moves_the_slice(page, small_cohort):
                                timeout=10_000)
         text = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
     assert text == before_text
-    assert text != moved
+    return moved
+
+
+# A trackpad's wheel events as Chrome delivers them: small pixel deltas, and wheelDeltaY (what vtk.js turns
+# into spinY, /120) a fraction of a notch's 120. The browser's own synthetic wheel (CDP, page.mouse.wheel)
+# always says 120, one notch, so these are dispatched on the view's image with the legacy field set.
+TRACKPAD_EVENTS = """(n) => {
+    const img = document.querySelector('#area-axial img'), r = img.getBoundingClientRect();
+    for (let i = 0; i < n; i++) {
+        const e = new WheelEvent('wheel', {deltaY: -20, deltaMode: 0, bubbles: true, cancelable: true,
+                                           clientX: r.x + r.width / 2, clientY: r.y + r.height / 2});
+        Object.defineProperty(e, 'wheelDeltaY', {value: 24});
+        Object.defineProperty(e, 'wheelDelta', {value: 24});
+        img.dispatchEvent(e);
+    }
+}"""
+
+
+def test_a_trackpads_small_wheel_events_add_up_to_slices(page, small_cohort):
+    """Ten trackpad wheel events of a fifth of a notch each move the slice two slices, as the spin adds up
+    in VTK's vtkRemoteInteractionAdapter and in Slicer (Qt's 120 units per step), not ten."""
+    before_text = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
+    page.evaluate(TRACKPAD_EVENTS, 10)
+    page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=before_text,
+                           timeout=10_000)
+    moved = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
+    step = _ct_slice_spacing_mm(small_cohort)
+    assert float(moved.split()[1]) - float(before_text.split()[1]) == pytest.approx(2 * step), moved
+    assert _wheel_back_to(page, before_text) == moved
 
 
 def test_dragging_in_the_3d_view_turns_the_camera(page):
