@@ -83,12 +83,26 @@ def fail_on(i, bad):
     return i
 
 
-def write_entry(root, key, seed):
-    """Write the same content-keyed feature-cache entry 15 times (what a retried or repeated task does)."""
+def write_entry(root, key, seed, writers=2, wait_s=60.0):
+    """Write the same content-keyed feature-cache entry 15 times (what a retried or repeated task does), once
+    `writers` tasks have started: each marks its start in ROOT/started/ and waits for the others, so the
+    writes overlap in separate processes (a pool worker that finished its task quickly would otherwise take
+    the other one too, on a busy machine: CI, 4 Dec)."""
+    import time
+    from pathlib import Path
+
     import numpy as np
 
     from COMPASSLib.features.cache import FeatureCache
 
+    started = Path(root) / "started"
+    started.mkdir(parents=True, exist_ok=True)
+    (started / str(seed)).touch()
+    deadline = time.monotonic() + wait_s
+    while len(list(started.iterdir())) < writers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"write_entry {seed}: the other writers did not start within {wait_s} s")
+        time.sleep(0.01)
     cache = FeatureCache(root, "P1")
     for _ in range(15):
         cache.save(key, [{"organ": "Heart", "fraction": 1, "bed_mean_gy": 2.5}],
