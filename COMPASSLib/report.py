@@ -358,7 +358,9 @@ def _whatif_html(whatif, patient) -> tuple:
 def _change(row) -> str:
     """", change -0.15 (-0.22 to -0.08)": the risk change against as planned and its paired interval (the two
     projections' own intervals overlap even where the change's excludes 0); "" for a file without it."""
-    if not {"change", "change_low", "change_high"} <= set(row.index) or row["change"] != row["change"]:
+    from COMPASSLib.twin.whatif import CHANGE_COLUMNS
+
+    if not set(CHANGE_COLUMNS) <= set(row.index) or row["change"] != row["change"]:
         return ""
     return f", change {row['change']:+.2f} ({row['change_low']:+.2f} to {row['change_high']:+.2f})"
 

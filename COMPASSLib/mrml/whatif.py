@@ -15,12 +15,11 @@ from COMPASSLib.errors import InputError
 from COMPASSLib.mrml.nodes import ATTRIBUTE_PREFIX, _set_attributes, _style_volume, add_volume, organ_colour
 from COMPASSLib.mrml.risk import _fill_table, _series, risk_chart_node
 from COMPASSLib.mrml.scene import _nodes, get_scene
+from COMPASSLib.twin.whatif import CHANGE_COLUMNS
 
 CONTENT = "whatif"
 TABLE_COLUMNS = ("scenario", "organ", "fraction", "delivered", "bed_mean_gy", "eqd2_mean_gy", "risk", "ci_low",
                  "ci_high", "lkb_ntcp")
-# the risk change against as planned with its paired interval (twin.whatif): in the table where given
-CHANGE_COLUMNS = ("change", "change_low", "change_high")
 # line style per scenario, in the order given (as planned first); the organ gives the colour
 _STYLES = ("LineStyleDash", "LineStyleDashDot", "LineStyleDot")
 
@@ -60,7 +59,7 @@ def add_whatif(projection, patient: str, scene=None, bed_images: dict | None = N
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GetUniqueNameByString(f"{patient} what-if"))
     _fill_table(table, {c: (df[c].astype(str).tolist() if c in ("scenario", "organ") else
                             np.asarray(df[c], dtype=np.int32 if c in ("fraction", "delivered") else np.float64))
-                        for c in TABLE_COLUMNS + tuple(c for c in CHANGE_COLUMNS if c in df)})
+                        for c in TABLE_COLUMNS + tuple(c for c in CHANGE_COLUMNS if c in df)})   # where given
     table.SetUseColumnTitleAsColumnHeader(True)
     table.SetColumnDescription("delivered", "1: a delivered fraction; 0: projected under the scenario")
     if "change" in df:

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 AS_PLANNED = "as_planned"
 PROJECTION_COLUMNS = ["scenario", "patient", "organ", "fraction", "delivered", "bed_mean_gy", "eqd2_mean_gy",
                       "risk", "ci_low", "ci_high", "lkb_ntcp"]
-EXTRA_COLUMNS = ["dose_mean_gy", "warning", "threshold", "change", "change_low", "change_high"]
+# a scenario's risk minus as planned's, and that change's own (paired) interval: `_changes`
+CHANGE_COLUMNS = ["change", "change_low", "change_high"]
+EXTRA_COLUMNS = ["dose_mean_gy", "warning", "threshold"] + CHANGE_COLUMNS
 DEFAULT_DRAWS = 40     # forecast residual draws per trajectory (each scored with the whole ensemble)
 LEVEL = 0.95
 
@@ -372,7 +374,8 @@ def _score(twin, fs, rows, meta, after):
         low.append(float(np.quantile(pooled, a)))
         high.append(float(np.quantile(pooled, 1 - a)))
     point["ci_low"], point["ci_high"] = low, high
-    point["change"], point["change_low"], point["change_high"] = _changes(point, scored, members, group, after)
+    for column, values in zip(CHANGE_COLUMNS, _changes(point, scored, members, group, after)):
+        point[column] = values
     keys = ["patient", "organ", "fraction"]
     feats = table[table["patient"].isin(set(point["patient"]))].copy()
     feats["lkb_ntcp"] = lkb_ntcp(feats)[0]
