@@ -1,9 +1,9 @@
 """`compass view` for real: the web app started as a subprocess on 127.0.0.1 over a synthetic patient's
 saved scene, opened in headless Debian Chromium driven by Playwright. The four views arrive as non-blank
 images (the slice views with the overlay's colours), a wheel notch in the axial view moves its slice by
-one CT slice (a trackpad's small events add up), dragging in the 3D view turns its camera, the fraction slider changes the rendered slice view, the chart
-and the risk table, and the risk table holds the numbers of risk.csv. The server is stopped by its pid
-whatever happens."""
+one CT slice (a trackpad's small events add up), dragging in the 3D view turns its camera, the fraction
+slider changes the rendered slice view, the chart and the risk table, and the risk table holds the
+numbers of risk.csv. The server is stopped by its pid whatever happens."""
 from __future__ import annotations
 
 import io
@@ -242,19 +242,23 @@ def test_a_wheel_scroll_in_the_axial_view_moves_the_slice(page, small_cohort):
     # one notch away from the user: one CT slice up the S axis, as Slicer's wheel (not two: vtk.js sends
     # the first notch of a gesture twice, as StartMouseWheel and MouseWheel)
     page.mouse.wheel(0, -120)
-    page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=before_text,
-                           timeout=10_000)
-    one_notch = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
+    one_notch = _position_after(page, before_text)
     assert float(one_notch.split()[1]) - s_before == pytest.approx(_ct_slice_spacing_mm(small_cohort)), one_notch
     _until_changed(page, "axial", before)
     for _ in range(2):   # a gesture of two more notches moves on up
         page.mouse.wheel(0, -120)
         time.sleep(0.15)
-    page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=one_notch,
-                           timeout=10_000)
-    assert float(page.inner_text("#position-axial").split()[1]) > float(one_notch.split()[1])
+    assert float(_position_after(page, one_notch).split()[1]) > float(one_notch.split()[1])
     moved = _wheel_back_to(page, before_text)
     assert moved != before_text
+
+
+def _position_after(page, text) -> str:
+    """The axial slice position once it has changed from `text` and then stayed unchanged for
+    WHEEL_QUIET_S (no wheel event still queued behind it)."""
+    page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=text,
+                           timeout=10_000)
+    return _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
 
 
 def _wheel_back_to(page, before_text) -> str:
@@ -271,9 +275,7 @@ def _wheel_back_to(page, before_text) -> str:
         if text == before_text:
             break
         page.mouse.wheel(0, 120 if float(text.split()[1]) > s_before else -120)
-        page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=text,
-                               timeout=10_000)
-        text = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
+        text = _position_after(page, text)
     assert text == before_text
     return moved
 
@@ -298,9 +300,7 @@ def test_a_trackpads_small_wheel_events_add_up_to_slices(page, small_cohort):
     in VTK's vtkRemoteInteractionAdapter and in Slicer (Qt's 120 units per step), not ten."""
     before_text = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
     page.evaluate(TRACKPAD_EVENTS, 10)
-    page.wait_for_function("(t) => document.querySelector('#position-axial').innerText !== t", arg=before_text,
-                           timeout=10_000)
-    moved = _settled_text(page, "#position-axial", quiet_s=WHEEL_QUIET_S, timeout_s=30.0)
+    moved = _position_after(page, before_text)
     step = _ct_slice_spacing_mm(small_cohort)
     assert float(moved.split()[1]) - float(before_text.split()[1]) == pytest.approx(2 * step), moved
     assert _wheel_back_to(page, before_text) == moved
